@@ -1,0 +1,1 @@
+"""Analysis: single- vs multi-task comparison and the run report."""

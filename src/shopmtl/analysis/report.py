@@ -1,0 +1,73 @@
+"""The run report: a self-contained HTML page (metrics per task and split, learning curves as inline PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "—" if math.isnan(v) else f"{v:.4f}"
+    return "—" if v is None else html.escape(str(v))
+
+
+def learning_curves_png(history: list[dict[str, float]], tasks: dict[str, Any]) -> bytes | None:
+    """One panel per task: training loss, validation loss and the primary validation metric per epoch."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(h["epoch"]) for h in history]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, (name, task) in zip(axes[0], tasks.items(), strict=True):
+        ax.plot(epochs, [h.get(f"train.{name}.loss") for h in history], "o-", label="train loss")
+        ax.plot(epochs, [h.get(f"valid.{name}.loss") for h in history], "s-", label="valid loss")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        twin = ax.twinx()
+        twin.plot(epochs, [h.get(f"valid.{name}.{task.primary}") for h in history], "^--", color="tab:green",
+                  label=f"valid {task.primary}")
+        twin.set_ylabel(task.primary)
+        ax.legend(loc="upper left", fontsize=7)
+        twin.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(run: Run, path: Path) -> None:
+    parts = [f"<h1>shopmtl run: {html.escape(run.config.name)}</h1>",
+             f"<p>architecture <b>{html.escape(run.config.model.architecture)}</b>, balancer "
+             f"<b>{html.escape(run.config.balance.method)}</b>, rows {html.escape(str(run.metrics.get('rows')))}, "
+             f"training {run.metrics.get('train_seconds', '—')} s</p>"]
+    for split in ("valid", "test"):
+        per_task = run.metrics.get(split)
+        if not per_task:
+            continue
+        parts.append(f"<h2>{split} metrics</h2><table><tr><th>task</th><th>metric</th><th>value</th></tr>")
+        for task, values in per_task.items():
+            for k, v in values.items():
+                parts.append(f"<tr><td>{html.escape(task)}</td><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>")
+        parts.append("</table>")
+    png = learning_curves_png(run.history, run.tasks)
+    if png:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<h2>learning curves</h2><img alt="learning curves" src="data:image/png;base64,{data}">')
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run.config.name)}</title>" \
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    path.write_text(page, encoding="utf-8")

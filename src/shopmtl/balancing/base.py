@@ -1,0 +1,48 @@
+"""The balancer interface: per-task losses in, one backward pass out, the task weights it used reported."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..config import BalanceConfig, ExperimentConfig
+from ..errors import ConfigError, did_you_mean
+from ..registry import Registry
+
+
+class Balancer:
+    """Combines task losses. Subclasses override `weights` (loss weighting) or `backward` (gradient methods)."""
+
+    options: ClassVar[dict[str, str]] = {}  # the extra `balance:` options it accepts → what they do
+
+    def __init__(self, tasks: list[str], config: ExperimentConfig, shared: list[nn.Parameter]):
+        self.tasks = tasks
+        self.config = config
+        self.shared = shared  # the architecture's shared parameters, for methods that need their gradients
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], config: ExperimentConfig) -> None:
+        known = set(cls.options) | set(BalanceConfig.model_fields)
+        for key in options:
+            if key not in cls.options:
+                raise ConfigError(f"balance.{key}: not an option of balancer `{config.balance.method}`;"
+                                  f"{did_you_mean(key, known)}")
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Learnable parameters of the balancer itself (optimised with the model)."""
+        return []
+
+    def weights(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {t: 1.0 for t in losses}
+
+    def backward(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Back-propagate the combined loss; return the weight each task got."""
+        w = self.weights(losses)
+        total = sum(w[t] * loss for t, loss in losses.items())
+        total.backward()
+        return w
+
+
+BALANCERS: Registry[type[Balancer]] = Registry("balancer", "balance.method")

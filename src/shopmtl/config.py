@@ -1,0 +1,309 @@
+"""The experiment file: YAML → validated pydantic models, with `--set key=value` overrides and fix-naming errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, did_you_mean
+
+
+class Strict(BaseModel):
+    """A config section that names an unknown key with the closest known one instead of ignoring it."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    raise ValueError(f"unknown field `{key}`;{did_you_mean(str(key), known)}")
+        return data
+
+
+# ---------------------------------------------------------------- data
+class SourceConfig(Strict):
+    format: str
+    path: str | None = Field(None, description="file or folder; default: <data dir>/<the format's folder>")
+    options: dict[str, Any] = Field(default_factory=dict, description="reader options, e.g. {level: user}")
+    limit: int | None = Field(None, gt=0, description="read at most this many samples (quick runs, tests)")
+
+
+class SplitConfig(Strict):
+    by: Literal["random", "time", "group", "column"] = "random"
+    column: str | None = Field(None, description="time / group column, or a column holding train|valid|test")
+    valid: float = Field(0.1, ge=0, description="fraction (random, group) or number of last time units (time)")
+    test: float = Field(0.1, ge=0, description="fraction (random, group) or number of last time units (time)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.by in ("time", "group", "column") and not self.column:
+            raise ValueError(f"split by `{self.by}` needs `column:` (the {self.by} column)")
+        if self.by in ("random", "group") and self.valid + self.test >= 1:
+            raise ValueError(f"valid ({self.valid}) + test ({self.test}) must be below 1 for a {self.by} split")
+        return self
+
+
+class DataConfig(Strict):
+    source: SourceConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+# ---------------------------------------------------------------- features
+class _Feature(Strict):
+    column: str | None = Field(None, description="source column; default: the feature's name")
+
+
+class CategoricalFeature(_Feature):
+    type: Literal["categorical"]
+    min_count: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, gt=0)
+    embed_dim: int | None = Field(None, gt=0, description="default: grows with the vocabulary, at most 64")
+
+
+class NumericFeature(_Feature):
+    type: Literal["numeric"]
+    transform: Literal["none", "log1p"] = "none"
+
+
+class MultiHotFeature(_Feature):
+    type: Literal["multihot"]
+    separator: str = ","
+    min_count: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, gt=0)
+    embed_dim: int | None = Field(None, gt=0)
+
+
+class TextFeature(_Feature):
+    type: Literal["text"]
+    tokenizer: Literal["auto", "words", "chars"] = Field(
+        "auto", description="auto: English words and single Chinese characters"
+    )
+    lowercase: bool = True
+    max_len: int = Field(128, gt=0)
+    min_count: int = Field(2, ge=1)
+    max_vocab: int | None = Field(30000, gt=0)
+
+
+FeatureConfig = Annotated[
+    CategoricalFeature | NumericFeature | MultiHotFeature | TextFeature, Field(discriminator="type")
+]
+
+
+# ---------------------------------------------------------------- tasks
+class _Task(Strict):
+    column: str | None = Field(None, description="label column; default: the task's name")
+
+
+class BinaryTask(_Task):
+    type: Literal["binary"]
+    positive: Any = Field(None, description="the value that means 1; default: 1/true/yes")
+    group: str | None = Field(None, description="column to compute GAUC by (e.g. user_id)")
+
+
+class MulticlassTask(_Task):
+    type: Literal["multiclass"]
+    min_count: int = Field(1, ge=1, description="classes rarer than this in training are masked")
+
+
+class MultilabelTask(_Task):
+    type: Literal["multilabel"]
+    separator: str = ","
+    min_count: int = Field(1, ge=1)
+
+
+class RegressionTask(_Task):
+    type: Literal["regression"]
+    transform: Literal["none", "log1p"] = "none"
+    loss: Literal["mse", "huber"] = "mse"
+
+
+TaskConfig = Annotated[
+    BinaryTask | MulticlassTask | MultilabelTask | RegressionTask, Field(discriminator="type")
+]
+
+
+# ---------------------------------------------------------------- model, balancing, training
+class TextEncoderConfig(Strict):
+    encoder: Literal["bilstm", "cnn", "bag"] = "bilstm"
+    embed_dim: int = Field(64, gt=0)
+    hidden: int = Field(64, gt=0)
+    pooling: Literal["max", "mean"] = "max"
+
+
+class ModelConfig(Strict):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())  # architecture options, checked by it
+
+    architecture: str = "shared_bottom"
+    bottom_layers: list[int] = Field(default_factory=lambda: [256, 128])
+    tower_layers: list[int] = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BalanceConfig(Strict):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())  # balancer options, checked by it
+
+    method: str = "equal"
+    weights: dict[str, float] = Field(default_factory=dict, description="static λ per task")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(3, ge=1)
+    monitor: str = Field("valid.loss", description="valid.loss, valid.mean_<metric> or valid.<task>.<metric>")
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    max_batches_per_epoch: int | None = Field(None, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision: auto = on with CUDA")
+    threads: int | None = Field(None, gt=0, description="CPU threads for PyTorch")
+    progress: bool = True
+
+
+class ExperimentConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig
+    features: dict[str, FeatureConfig]
+    tasks: dict[str, TaskConfig]
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if not self.features:
+            raise ValueError("`features` is empty: name at least one input column")
+        if not self.tasks:
+            raise ValueError("`tasks` is empty: name at least one label column")
+        clash = set(self.features) & set(self.tasks)
+        if clash:
+            raise ValueError(f"names used both as feature and task: {sorted(clash)}; rename one of them")
+        unknown = set(self.balance.weights) - set(self.tasks)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ValueError(f"balance.weights names unknown task `{name}`;{did_you_mean(name, self.tasks)}")
+        return self
+
+    def feature_column(self, name: str) -> str:
+        return self.features[name].column or name
+
+    def task_column(self, name: str) -> str:
+        return self.tasks[name].column or name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# ---------------------------------------------------------------- loading
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        # discriminated unions put the tag in the location: features.price.numeric.max_len → features.price.max_len
+        for tag in ("categorical.", "numeric.", "multihot.", "text.", "binary.", "multiclass.",
+                    "multilabel.", "regression."):
+            loc = loc.replace("." + tag, ".")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            msg = f"`type: {ctx.get('tag')}` is not known; expected one of {ctx.get('expected_tags')}"
+        if e["type"] == "union_tag_not_found":
+            msg = "needs a `type:` field"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return f"config error in {where}:\n" + "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.epochs=1` → (['train', 'epochs'], 1); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set train.epochs=1")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: the key is empty")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                path = ".".join(parts[: i + 1])
+                raise ConfigError(f"--set {text!r}: `{path}` is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping (name:, data:, features:, tasks:, ...)")
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, where)) from None
+    check_components(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    return config_from_dict(raw, str(path))
+
+
+def check_components(cfg: ExperimentConfig) -> None:
+    """Names of readers, architectures and balancers, and their options, checked before any data is read."""
+    from .architectures import ARCHITECTURES
+    from .balancing import BALANCERS
+    from .data.readers import READERS
+
+    READERS.get(cfg.data.source.format)
+    ARCHITECTURES.get(cfg.model.architecture).check_options(cfg.model.options, cfg)
+    BALANCERS.get(cfg.balance.method).check_options(cfg.balance.options, cfg)

@@ -1,0 +1,1 @@
+"""Data: readers per source format, splits, preprocessing fitted on the training split, and batching."""

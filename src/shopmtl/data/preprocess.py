@@ -1,0 +1,206 @@
+"""Feature preprocessing fitted on the training split only: vocabularies with an out-of-vocabulary id, numeric
+transforms and scaling, tokenised text. Its state is plain JSON, saved with the run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import CategoricalFeature, ExperimentConfig, MultiHotFeature, NumericFeature, TextFeature
+from ..errors import DataError
+from .text import tokenize
+
+PAD, OOV = 0, 1  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
+
+
+def as_keys(series: pd.Series) -> pd.Series:
+    """Values as vocabulary keys: strings, with 5.0 written as '5' so that int and float columns agree."""
+    if pd.api.types.is_float_dtype(series):
+        values = series.dropna()
+        if len(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
+            series = series.astype("Int64")
+    out = series.astype("string").str.strip()
+    return out.where(out != "")
+
+
+class Vocab:
+    """Token → id with PAD=0 and OOV=1; tokens kept by frequency (min_count, max_size)."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = tokens
+        self.index = {t: i + 2 for i, t in enumerate(tokens)}
+
+    @classmethod
+    def build(cls, counts: Counter, min_count: int = 1, max_size: int | None = None) -> Vocab:
+        kept = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
+        return cls(kept[:max_size] if max_size else kept)
+
+    def __len__(self) -> int:
+        return len(self.tokens) + 2
+
+    def ids(self, tokens: Iterable[str]) -> list[int]:
+        get = self.index.get
+        return [get(t, OOV) for t in tokens]
+
+
+def _pad(rows: list[list[int]], width: int) -> np.ndarray:
+    out = np.zeros((len(rows), max(width, 1)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        row = row[:width]
+        out[i, : len(row)] = row
+    return out
+
+
+class CategoricalProcessor:
+    def __init__(self, cfg: CategoricalFeature, vocab: Vocab | None = None):
+        self.cfg, self.vocab = cfg, vocab
+
+    def fit(self, col: pd.Series) -> None:
+        self.vocab = Vocab.build(Counter(as_keys(col).dropna()), self.cfg.min_count, self.cfg.max_vocab)
+
+    def transform(self, col: pd.Series) -> np.ndarray:
+        keys = as_keys(col)
+        ids = keys.map(self.vocab.index).fillna(OOV).to_numpy(dtype=np.int64)
+        ids[keys.isna().to_numpy()] = PAD
+        return ids
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.tokens}
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+
+class NumericProcessor:
+    def __init__(self, cfg: NumericFeature, mean: float = 0.0, std: float = 1.0):
+        self.cfg, self.mean, self.std = cfg, mean, std
+
+    def _values(self, col: pd.Series) -> np.ndarray:
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(values) & col.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"numeric feature column `{col.name}`: row {row} holds {col.iloc[row]!r}, not a number; "
+                            f"declare it `type: categorical` or clean the column")
+        if self.cfg.transform == "log1p":
+            values = np.log1p(np.clip(values, 0, None))
+        return values
+
+    def fit(self, col: pd.Series) -> None:
+        values = self._values(col)
+        finite = values[np.isfinite(values)]
+        self.mean = float(finite.mean()) if len(finite) else 0.0
+        self.std = float(finite.std()) if len(finite) > 1 and finite.std() > 0 else 1.0
+
+    def transform(self, col: pd.Series) -> np.ndarray:
+        """[N, 2]: the standardised value (0 where missing) and a missing flag."""
+        values = self._values(col)
+        missing = ~np.isfinite(values)
+        scaled = np.where(missing, 0.0, (values - self.mean) / self.std)
+        return np.stack([scaled, missing.astype(np.float64)], axis=1).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+
+class MultiHotProcessor:
+    MAX_TOKENS = 64
+
+    def __init__(self, cfg: MultiHotFeature, vocab: Vocab | None = None):
+        self.cfg, self.vocab = cfg, vocab
+
+    def _tokens(self, col: pd.Series) -> list[list[str]]:
+        sep = self.cfg.separator
+        out = []
+        for v in col.tolist():
+            if isinstance(v, list | tuple | np.ndarray):
+                out.append([str(t).strip() for t in v])
+            elif v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+                out.append([])
+            else:
+                out.append([t.strip() for t in str(v).split(sep) if t.strip()])
+        return out
+
+    def fit(self, col: pd.Series) -> None:
+        counts = Counter(t for row in self._tokens(col) for t in row)
+        self.vocab = Vocab.build(counts, self.cfg.min_count, self.cfg.max_vocab)
+
+    def transform(self, col: pd.Series) -> np.ndarray:
+        return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.MAX_TOKENS)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.tokens}
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+
+class TextProcessor:
+    def __init__(self, cfg: TextFeature, vocab: Vocab | None = None):
+        self.cfg, self.vocab = cfg, vocab
+
+    def _tokens(self, col: pd.Series) -> list[list[str]]:
+        c = self.cfg
+        return [tokenize(v, c.tokenizer, c.lowercase)[: c.max_len] if isinstance(v, str) else []
+                for v in col.tolist()]
+
+    def fit(self, col: pd.Series) -> None:
+        counts = Counter(t for row in self._tokens(col) for t in row)
+        self.vocab = Vocab.build(counts, self.cfg.min_count, self.cfg.max_vocab)
+
+    def transform(self, col: pd.Series) -> np.ndarray:
+        return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.cfg.max_len)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.tokens}
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+
+Processor = CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor
+_KINDS: dict[str, type] = {"categorical": CategoricalProcessor, "numeric": NumericProcessor,
+                           "multihot": MultiHotProcessor, "text": TextProcessor}
+
+
+def _restore(cfg: Any, state: dict[str, Any]) -> Processor:
+    if cfg.type == "numeric":
+        return NumericProcessor(cfg, state["mean"], state["std"])
+    return _KINDS[cfg.type](cfg, Vocab(state["vocab"]))
+
+
+class Preprocessor:
+    """One processor per feature, fitted on training rows; `transform` gives numpy arrays keyed by feature."""
+
+    def __init__(self, config: ExperimentConfig, processors: dict[str, Processor] | None = None):
+        self.config = config
+        self.processors = processors or {name: _KINDS[f.type](f) for name, f in config.features.items()}
+
+    def columns(self) -> dict[str, str]:
+        return {name: self.config.feature_column(name) for name in self.config.features}
+
+    def fit(self, df: pd.DataFrame) -> Preprocessor:
+        for name, column in self.columns().items():
+            self.processors[name].fit(df[column])
+        return self
+
+    def transform(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        missing = [c for c in self.columns().values() if c not in df.columns]
+        if missing:
+            raise DataError(f"input lacks feature column(s) {missing}; the model was trained on "
+                            f"{sorted(set(self.columns().values()))}")
+        return {name: self.processors[name].transform(df[column]) for name, column in self.columns().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: p.state() for name, p in self.processors.items()}
+
+    @classmethod
+    def from_state(cls, config: ExperimentConfig, state: dict[str, Any]) -> Preprocessor:
+        return cls(config, {name: _restore(config.features[name], state[name]) for name in config.features})

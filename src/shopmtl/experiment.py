@@ -1,0 +1,129 @@
+"""An experiment: a validated config → the source read and checked → splits → preprocessing fitted on the
+training split → one model trained → metrics per task and split → a Run (saved as a run folder)."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .balancing import BALANCERS
+from .config import ExperimentConfig, load_config
+from .data.batching import Encoded, encode
+from .data.preprocess import Preprocessor
+from .data.readers import read_table, resolve_path
+from .data.splits import SPLITS, assign_splits
+from .errors import DataError, did_you_mean
+from .model import MultiTaskModel
+from .run import Run, build_tasks
+from .training.device import pick_device, seed_everything, use_amp
+from .training.evaluate import evaluate
+from .training.loop import fit
+from .training.monitor import Monitor
+
+log = logging.getLogger("shopmtl")
+
+
+def required_columns(config: ExperimentConfig) -> dict[str, str]:
+    """Config field → the source column it needs."""
+    need = {f"features.{n}": config.feature_column(n) for n in config.features}
+    need.update({f"tasks.{n}": config.task_column(n) for n in config.tasks})
+    for n, t in config.tasks.items():
+        if getattr(t, "group", None):
+            need[f"tasks.{n}.group"] = t.group
+    if config.data.split.column:
+        need["data.split.column"] = config.data.split.column
+    return need
+
+
+def check_columns(config: ExperimentConfig, df: pd.DataFrame, where: str) -> None:
+    for field, column in required_columns(config).items():
+        if column not in df.columns:
+            raise DataError(f"{field}: column `{column}` is not in {where};{did_you_mean(column, map(str, df.columns))}"
+                            f" (set `column:` to map a feature or task to a differently named column)")
+
+
+class Experiment:
+    def __init__(self, config: ExperimentConfig, base_dir: Path | None = None):
+        self.config = config
+        self.base_dir = base_dir
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Experiment:
+        return cls(load_config(path, overrides), Path(path).resolve().parent)
+
+    def read_data(self) -> pd.DataFrame:
+        src = self.config.data.source
+        path = resolve_path(src.format, src.path, self.base_dir)
+        df = read_table(src.format, path, src.options, src.limit)
+        check_columns(self.config, df, f"the `{src.format}` data at {path}")
+        return df
+
+    def fit(self, save: bool = True, data: pd.DataFrame | None = None) -> Run:
+        cfg = self.config
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        rng = seed_everything(cfg.seed)
+        device = pick_device(cfg.train.device)
+        df = self.read_data() if data is None else data
+        check_columns(cfg, df, "the data")
+        split = assign_splits(df, cfg.data.split)
+        frames = {s: df[split == s] for s in SPLITS}
+        train_df = frames["train"]
+
+        preprocessor = Preprocessor(cfg).fit(train_df)
+        tasks = build_tasks(cfg)
+        for task in tasks.values():
+            task.fit(train_df[task.column])
+        encoded: dict[str, Encoded] = {s: encode(f, preprocessor, tasks, split=s) for s, f in frames.items()
+                                       if len(f)}
+        for name in tasks:
+            if not encoded["train"].masks[name].any():
+                raise DataError(f"tasks.{name}: no training row has a label in column `{tasks[name].column}`")
+
+        es = cfg.train.early_stopping
+        Monitor.parse(es.monitor if es else "valid.loss", es.mode if es else "auto", tasks)  # fail before training
+        model = MultiTaskModel(cfg, preprocessor, tasks).to(device)
+        balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model.shared_parameters())
+        result = fit(model, tasks, balancer, encoded["train"], encoded["valid"], cfg.train, rng, device,
+                     use_amp(cfg.train.amp, device))
+
+        metrics: dict[str, Any] = {}
+        for s in ("valid", "test"):
+            if s in encoded:
+                metrics[s], _ = evaluate(model, tasks, encoded[s], 4096, device)
+        metrics["rows"] = {s: int(len(f)) for s, f in frames.items()}
+        metrics["best_epoch"] = result.best_epoch
+        metrics["epochs_run"] = len(result.history)
+        metrics["train_seconds"] = round(result.seconds, 2)
+        metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        metrics["parameters"] = int(sum(p.numel() for p in model.parameters()))
+        metrics["unseen_labels_masked"] = {t: k.unseen for t, k in tasks.items() if k.unseen}
+        run = Run(cfg, preprocessor, tasks, model, metrics, result.history)
+        if save:
+            run.save()
+        return run
+
+
+def metrics_table(metrics: dict[str, dict[str, float]], tasks: dict[str, Any] | None = None) -> str:
+    """A plain-text table: one line per task and metric."""
+    lines = [f"{'task':<22}{'metric':<16}{'value':>10}"]
+    for task, values in metrics.items():
+        for k, v in values.items():
+            if k == "n":
+                continue
+            lines.append(f"{task:<22}{k:<16}{v:>10.4f}" if isinstance(v, float) and not np.isnan(v)
+                         else f"{task:<22}{k:<16}{'—':>10}")
+    return "\n".join(lines)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

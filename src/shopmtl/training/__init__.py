@@ -1,0 +1,1 @@
+"""Training: the loop, evaluation passes, early stopping on a monitored validation figure, device choice."""

@@ -1,0 +1,136 @@
+"""The training loop, top to bottom.
+
+For each epoch: shuffle the training rows; for each mini-batch, run the model, compute every task's masked loss,
+let the balancer turn those losses into one backward pass, clip and step AdamW. Then evaluate on the validation
+split, log the epoch, and keep the weights of the best epoch by the monitored figure (per task, when the tasks
+share nothing). Stop after `patience` epochs without improvement, and restore the best weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..balancing import Balancer
+from ..config import TrainConfig
+from ..data.batching import Encoded, batches, n_batches
+from ..model import MultiTaskModel
+from ..tasks import Task
+from .evaluate import evaluate
+from .monitor import Monitor
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: dict[str, int] = field(default_factory=dict)  # task (or '*' for all) → best epoch
+    seconds: float = 0.0
+
+
+class _Best:
+    """The best epoch so far for one criterion, and the state-dict entries it guards."""
+
+    def __init__(self, monitor: Monitor, keys: list[str] | None):
+        self.monitor, self.keys = monitor, keys
+        self.value: float | None = None
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] = {}
+        self.stale = 0
+
+    def update(self, value: float, epoch: int, model: torch.nn.Module) -> None:
+        if self.monitor.better(value, self.value):
+            self.value, self.epoch, self.stale = value, epoch, 0
+            state = model.state_dict()
+            keys = self.keys if self.keys is not None else list(state)
+            self.state = {k: state[k].detach().clone() for k in keys}
+        else:
+            self.stale += 1
+
+
+def _trackers(model: MultiTaskModel, tasks: dict[str, Task], monitor: Monitor) -> dict[str, _Best]:
+    if not model.independent:
+        return {"*": _Best(monitor, None)}
+    return {name: _Best(monitor.for_task(task), model.task_keys(name)) for name, task in tasks.items()}
+
+
+def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train: Encoded, valid: Encoded,
+        cfg: TrainConfig, rng: np.random.Generator, device: torch.device, amp: bool = False) -> FitResult:
+    es = cfg.early_stopping
+    monitor = Monitor.parse(es.monitor if es else "valid.loss", es.mode if es else "auto", tasks)
+    params = list(model.parameters()) + balancer.parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else nullcontext
+    trackers = _trackers(model, tasks, monitor)
+    result = FitResult()
+    start = time.perf_counter()
+    steps = n_batches(len(train), cfg.batch_size, cfg.max_batches_per_epoch)
+
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        sums = {t: 0.0 for t in tasks}
+        weight_sums = {t: 0.0 for t in tasks}
+        bar = tqdm(batches(train, cfg.batch_size, shuffle=True, generator=rng, device=device,
+                           limit=cfg.max_batches_per_epoch),
+                   total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
+                   dynamic_ncols=True)
+        for step, batch in enumerate(bar, 1):
+            with autocast():
+                out = model(batch["features"])
+                losses = {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
+            optimizer.zero_grad(set_to_none=True)
+            weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()})
+            if scaler:
+                scaler.unscale_(optimizer)
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            for t in tasks:
+                sums[t] += float(losses[t].detach())
+                weight_sums[t] += weights[t]
+            bar.set_postfix({t: f"{sums[t] / step:.3f}" for t in tasks})
+        bar.close()
+
+        metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
+        row: dict[str, float] = {"epoch": epoch, "seconds": time.perf_counter() - epoch_start}
+        row.update({f"train.{t}.loss": sums[t] / max(steps, 1) for t in tasks})
+        row.update({f"weight.{t}": weight_sums[t] / max(steps, 1) for t in tasks})
+        row["valid.loss"] = float(sum(valid_losses.values()))
+        row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})
+        for tracker in trackers.values():
+            tracker.update(tracker.monitor.value(metrics, valid_losses), epoch, model)
+        row["monitor"] = monitor.value(metrics, valid_losses)
+        result.history.append(row)
+        if cfg.progress:
+            tqdm.write(_epoch_line(row, tasks, monitor))
+        if es and all(t.stale >= es.patience for t in trackers.values()):
+            break
+
+    state = model.state_dict()
+    for tracker in trackers.values():
+        state.update(tracker.state)
+    model.load_state_dict(state)
+    result.best_epoch = {name: t.epoch for name, t in trackers.items()}
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _epoch_line(row: dict[str, float], tasks: dict[str, Task], monitor: Monitor) -> str:
+    parts = [f"epoch {int(row['epoch'])}"]
+    for t, task in tasks.items():
+        value = row.get(f"valid.{t}.{task.primary}", math.nan)
+        parts.append(f"{t} {task.primary} {value:.4f}")
+    label = f"{monitor.task + '.' if monitor.task else ''}{monitor.metric}"
+    parts.append(f"monitor valid.{label} {row['monitor']:.4f} ({row['seconds']:.1f}s)")
+    return " | ".join(parts)
