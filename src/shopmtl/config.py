@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -201,6 +202,9 @@ class ExperimentConfig(Strict):
             raise ValueError("`features` is empty: name at least one input column")
         if not self.tasks:
             raise ValueError("`tasks` is empty: name at least one label column")
+        for section, names in (("features", self.features), ("tasks", self.tasks)):
+            for n in names:
+                check_name(section, n)
         clash = set(self.features) & set(self.tasks)
         if clash:
             raise ValueError(f"names used both as feature and task: {sorted(clash)}; rename one of them")
@@ -220,15 +224,29 @@ class ExperimentConfig(Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(section: str, name: str) -> None:
+    """Feature and task names become module names: identifiers that no torch.nn.Module attribute uses."""
+    import torch
+
+    if not _NAME.match(name):
+        raise ValueError(f"{section}.{name}: a name must be letters, digits and _ (not starting with a digit); "
+                         f"rename it and map the column with `column: {name}`")
+    if hasattr(torch.nn.Module, name):
+        raise ValueError(f"{section}.{name}: `{name}` is reserved by PyTorch; rename it (e.g. `{name}_`) "
+                         f"and map the column with `column: {name}`")
+
+
 # ---------------------------------------------------------------- loading
 def _format_errors(err: ValidationError, where: str) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        # discriminated unions put the tag in the location: features.price.numeric.max_len → features.price.max_len
-        for tag in ("categorical.", "numeric.", "multihot.", "text.", "binary.", "multiclass.",
-                    "multilabel.", "regression."):
-            loc = loc.replace("." + tag, ".")
+        parts = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
+        if len(parts) > 2 and parts[0] in ("features", "tasks"):
+            del parts[2]  # a discriminated union puts the `type:` tag here: features.price.numeric.max_len
+        loc = ".".join(parts)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})

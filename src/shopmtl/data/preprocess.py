@@ -64,7 +64,7 @@ class CategoricalProcessor:
 
     def transform(self, col: pd.Series) -> np.ndarray:
         keys = as_keys(col)
-        ids = keys.map(self.vocab.index).fillna(OOV).to_numpy(dtype=np.int64)
+        ids = keys.map(self.vocab.index).fillna(OOV).to_numpy(dtype=np.int64, copy=True)
         ids[keys.isna().to_numpy()] = PAD
         return ids
 

@@ -30,10 +30,11 @@ HISTORY_KEYS = {
 }
 PROFILE_COLUMNS = ["user_id", "gender", "age_level", "education", "career", "income", "stages"]
 ITEM_COLUMNS = ["item_id", "cate_1_id", "cate_id", "brand_id", "price"]
+CHUNK_ROWS = 1_000_000  # rows read at a time from an event log: memory stays bounded on the full releases
 
 
-def _tsv(path: Path, names: list[str], chunksize: int = 1_000_000, **kw: Any) -> Iterator[pd.DataFrame]:
-    for chunk in csv_chunks(path, chunksize=chunksize, sep="\t", header=None, **kw):
+def _tsv(path: Path, names: list[str], chunksize: int | None = None, **kw: Any) -> Iterator[pd.DataFrame]:
+    for chunk in csv_chunks(path, chunksize=chunksize or CHUNK_ROWS, sep="\t", header=None, **kw):
         if chunk.shape[1] != len(names):
             raise DataError(f"{path}: expected {len(names)} tab-separated columns ({', '.join(names)}), "
                             f"found {chunk.shape[1]}")
@@ -69,7 +70,7 @@ def prior_counts(daily: pd.DataFrame, keys: list[str], prefix: str) -> pd.DataFr
 
 
 def _profiles(user_file: Path) -> pd.DataFrame:
-    users = next(_tsv(user_file, PROFILE_COLUMNS, dtype={"stages": "string"}))
+    users = pd.concat(_tsv(user_file, PROFILE_COLUMNS, dtype={"stages": "string"}), ignore_index=True)
     for col in ("gender", "age_level", "education", "career"):
         users[col] = users[col].where(users[col] >= 0).astype("Int64")
     users["income"] = users["income"].where(users["income"] >= 0)
@@ -101,7 +102,7 @@ def read_cikm_interactions(path: Path, options: dict[str, Any], limit: int | Non
     behaviours = list(BEHAVIOURS.values())
     samples[behaviours] = (samples[behaviours] > 0).astype("int8")
     day = pd.to_datetime(samples["date"].astype(str), format="%Y%m%d")
-    samples["day_of_week"] = day.dt.dayofweek
+    samples["day_of_week"] = day.dt.day_of_week
     samples["user_prior_active_days"] = _prior_active_days(daily)(samples)
     samples = samples.merge(items.drop(columns=["cate_id"]), on="item_id", how="left")
     samples = samples.merge(_profiles(user_file), on="user_id", how="left")
@@ -184,11 +185,11 @@ def _user_behavior_events(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
 def read_user_behavior(path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
     level = options.get("level", "pair")
     if level == "event":
-        return pd.concat(_user_behavior_events(path, 1_000_000), ignore_index=True)
+        return pd.concat(_user_behavior_events(path, CHUNK_ROWS), ignore_index=True)
     if level != "pair":
         raise DataError(f"data.source.options.level: `{level}` is not a level; use `pair` or `event`")
     partials = []
-    for chunk in _user_behavior_events(path, 1_000_000):
+    for chunk in _user_behavior_events(path, CHUNK_ROWS):
         flags = pd.get_dummies(chunk["behavior_type"]).reindex(columns=UB_BEHAVIOURS, fill_value=False)
         part = pd.concat([chunk[["user_id", "item_id", "category_id", "timestamp"]], flags.astype("int32")], axis=1)
         partials.append(part.groupby(["user_id", "item_id"]).agg(

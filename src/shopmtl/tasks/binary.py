@@ -38,7 +38,7 @@ class BinaryTask(Task):
     metric_names = ("auc", "logloss", "accuracy", "gauc")
 
     def encode(self, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        mask = labels.notna().to_numpy()
+        mask = np.array(labels.notna(), dtype=bool)
         keys = labels.astype("string").str.strip().str.lower()
         if self.cfg.positive is not None:
             target = (keys == str(self.cfg.positive).strip().lower()).fillna(False).to_numpy(dtype=np.float32)
