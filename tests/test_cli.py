@@ -164,3 +164,14 @@ def test_static_weights_scale_task_losses(capsys, synthetic_yaml):
     synthetic_yaml.write_text(yaml.safe_dump(raw))
     run = train(capsys, synthetic_yaml, "--set", "train.epochs=1")
     assert run.history[0]["weight.liked"] == 3.0 and run.history[0]["weight.kind"] == 1.0
+
+
+def test_predict_ignores_label_columns_even_with_unseen_values(capsys, synthetic_yaml, tmp_path):
+    run = train(capsys, synthetic_yaml, "--set", "train.epochs=1")
+    frame = synthetic_frame(20, seed=4)
+    frame["kind"] = "never-seen"
+    path = tmp_path / "with_labels.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    assert main(["predict", str(run.path), str(path), "-o", str(out)]) == 0
+    assert set(pd.read_csv(out)["kind"]) <= {"a", "b", "c"}

@@ -48,3 +48,10 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def check_options(options: dict, accepted: dict[str, str], section: str, component: str, known: set[str]) -> None:
+    """Extra keys of a config section must be options the chosen component accepts (`known`: for hints)."""
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"{section}.{key}: not an option of {component};{did_you_mean(key, known | set(accepted))}")

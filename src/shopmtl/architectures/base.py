@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig, ModelConfig
-from ..errors import ConfigError, did_you_mean
 from ..features import InputEncoder
-from ..registry import Registry
+from ..registry import Registry, check_options
 
 
 @dataclass
@@ -45,11 +44,8 @@ class Sharing(nn.Module):
 
     @classmethod
     def check_options(cls, options: dict[str, Any], config: ExperimentConfig) -> None:
-        known = set(cls.options) | set(ModelConfig.model_fields)
-        for key in options:
-            if key not in cls.options:
-                raise ConfigError(f"model.{key}: not an option of architecture `{config.model.architecture}`;"
-                                  f"{did_you_mean(key, known)}")
+        check_options(options, cls.options, "model", f"architecture `{config.model.architecture}`",
+                      set(ModelConfig.model_fields))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters that every task's loss reaches (what gradient balancers manipulate)."""

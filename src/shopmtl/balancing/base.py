@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from ..config import BalanceConfig, ExperimentConfig
-from ..errors import ConfigError, did_you_mean
-from ..registry import Registry
+from ..registry import Registry, check_options
 
 
 class Balancer:
@@ -24,11 +23,8 @@ class Balancer:
 
     @classmethod
     def check_options(cls, options: dict[str, Any], config: ExperimentConfig) -> None:
-        known = set(cls.options) | set(BalanceConfig.model_fields)
-        for key in options:
-            if key not in cls.options:
-                raise ConfigError(f"balance.{key}: not an option of balancer `{config.balance.method}`;"
-                                  f"{did_you_mean(key, known)}")
+        check_options(options, cls.options, "balance", f"balancer `{config.balance.method}`",
+                      set(BalanceConfig.model_fields))
 
     def parameters(self) -> list[nn.Parameter]:
         """Learnable parameters of the balancer itself (optimised with the model)."""

@@ -55,9 +55,22 @@ def _pad(rows: list[list[int]], width: int) -> np.ndarray:
     return out
 
 
-class CategoricalProcessor:
-    def __init__(self, cfg: CategoricalFeature, vocab: Vocab | None = None):
+class VocabProcessor:
+    """A feature whose values become ids in a vocabulary fitted on training rows."""
+
+    def __init__(self, cfg: Any, vocab: Vocab | None = None):
         self.cfg, self.vocab = cfg, vocab
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.tokens}
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+
+class CategoricalProcessor(VocabProcessor):
+    cfg: CategoricalFeature
 
     def fit(self, col: pd.Series) -> None:
         self.vocab = Vocab.build(Counter(as_keys(col).dropna()), self.cfg.min_count, self.cfg.max_vocab)
@@ -67,13 +80,6 @@ class CategoricalProcessor:
         ids = keys.map(self.vocab.index).fillna(OOV).to_numpy(dtype=np.int64, copy=True)
         ids[keys.isna().to_numpy()] = PAD
         return ids
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.tokens}
-
-    @property
-    def size(self) -> int:
-        return len(self.vocab)
 
 
 class NumericProcessor:
@@ -108,11 +114,9 @@ class NumericProcessor:
         return {"mean": self.mean, "std": self.std}
 
 
-class MultiHotProcessor:
+class MultiHotProcessor(VocabProcessor):
     MAX_TOKENS = 64
-
-    def __init__(self, cfg: MultiHotFeature, vocab: Vocab | None = None):
-        self.cfg, self.vocab = cfg, vocab
+    cfg: MultiHotFeature
 
     def _tokens(self, col: pd.Series) -> list[list[str]]:
         sep = self.cfg.separator
@@ -133,17 +137,9 @@ class MultiHotProcessor:
     def transform(self, col: pd.Series) -> np.ndarray:
         return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.MAX_TOKENS)
 
-    def state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.tokens}
 
-    @property
-    def size(self) -> int:
-        return len(self.vocab)
-
-
-class TextProcessor:
-    def __init__(self, cfg: TextFeature, vocab: Vocab | None = None):
-        self.cfg, self.vocab = cfg, vocab
+class TextProcessor(VocabProcessor):
+    cfg: TextFeature
 
     def _tokens(self, col: pd.Series) -> list[list[str]]:
         c = self.cfg
@@ -156,13 +152,6 @@ class TextProcessor:
 
     def transform(self, col: pd.Series) -> np.ndarray:
         return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.cfg.max_len)
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.tokens}
-
-    @property
-    def size(self) -> int:
-        return len(self.vocab)
 
 
 Processor = CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor

@@ -19,12 +19,19 @@ ChunkFn = Callable[[Path, dict[str, Any], int], Iterator[pd.DataFrame]]
 
 @dataclass(frozen=True)
 class Reader:
-    """How to read one format: the whole sample table, and (for row-per-sample formats) a stream of chunks."""
+    """How to read one format. Row-per-sample formats give `chunks` (the whole table is their concatenation);
+    formats whose samples aggregate a whole log (e.g. Taobao events → per-day samples) give `read`."""
 
-    read: ReadFn
     folder: str  # the folder name under a data directory where this format's files live by default
+    chunks: ChunkFn | None = None
+    read: ReadFn | None = None
     options: dict[str, str] = field(default_factory=dict)  # accepted options → what they do
-    chunks: ChunkFn | None = None  # None: samples are aggregates over the whole file (e.g. Taobao logs)
+
+    def table(self, path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
+        if self.read is not None:
+            return self.read(path, options, limit)
+        parts = list(self.chunks(path, options, 100_000))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 READERS: Registry[Reader] = Registry("reader", "data.source.format")
@@ -65,7 +72,7 @@ def read_table(fmt: str, path: Path, options: dict[str, Any] | None = None, limi
     """All samples of a source as one table (at most `limit`, a seeded random subset of them)."""
     options = options or {}
     check_options(fmt, options)
-    df = READERS.get(fmt).read(path, options, limit)
+    df = READERS.get(fmt).table(path, options, limit)
     if len(df) == 0:
         raise DataError(f"{path}: no samples were read (is the file empty?)")
     if limit is not None and len(df) > limit:
@@ -115,6 +122,16 @@ def csv_chunks(path: Path, chunksize: int | None = None, **kwargs: Any) -> Itera
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not readable as {kwargs.get('encoding', 'utf-8')} ({e.reason}); "
                         f"set data.source.options.encoding") from None
+
+
+def csv_format(folder: str, clean: Callable[[pd.DataFrame], pd.DataFrame], **csv_kwargs: Any) -> Reader:
+    """A reader for a CSV format with one sample per row: chunks of the folder's CSV file, each `clean`ed."""
+
+    def chunks(path: Path, options: dict[str, Any], chunksize: int) -> Iterator[pd.DataFrame]:
+        for df in csv_chunks(find_file(path, "*.csv"), chunksize=chunksize, **csv_kwargs):
+            yield clean(df)
+
+    return Reader(folder=folder, chunks=chunks)
 
 
 def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .readers import READERS, Reader, csv_chunks, find_file, snake
+from .readers import READERS, Reader, csv_chunks, csv_format, find_file, snake
 from .tabular import parquet_chunks
 
 
@@ -43,30 +43,20 @@ def womens_chunks(path: Path, options: dict[str, Any], chunksize: int) -> Iterat
         yield _womens_clean(chunk)
 
 
-def read_womens(path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
-    return pd.concat(womens_chunks(path, options, 100_000), ignore_index=True)
-
-
 READERS.register(
     "womens_clothing_reviews",
     "Women's Clothing E-Commerce Reviews → review_text, title, rating, recommended, positive_feedback_count, "
     "division/department/class_name, age",
-)(Reader(read=read_womens, folder="womens_clothing_reviews", chunks=womens_chunks))
+)(Reader(folder="womens_clothing_reviews", chunks=womens_chunks))
 
 
-def online_shopping_chunks(path: Path, options: dict[str, Any], chunksize: int) -> Iterator[pd.DataFrame]:
-    file = find_file(path, "*.csv")
-    for chunk in csv_chunks(file, chunksize=chunksize, encoding="utf-8-sig", dtype={"review": "string"}):
-        chunk["review"] = chunk["review"].str.lstrip("\ufeff").str.strip()
-        chunk.loc[chunk["review"] == "", "review"] = pd.NA
-        yield chunk
-
-
-def read_online_shopping(path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
-    return pd.concat(online_shopping_chunks(path, options, 100_000), ignore_index=True)
+def clean_online_shopping(df: pd.DataFrame) -> pd.DataFrame:
+    df["review"] = df["review"].str.lstrip("\ufeff").str.strip()
+    df.loc[df["review"] == "", "review"] = pd.NA
+    return df
 
 
 READERS.register(
     "online_shopping_10_cats",
     "Chinese shopping reviews → review (text), label (1 positive / 0 negative), cat (10 product categories)",
-)(Reader(read=read_online_shopping, folder="online_shopping_10_cats", chunks=online_shopping_chunks))
+)(csv_format("online_shopping_10_cats", clean_online_shopping, encoding="utf-8-sig", dtype={"review": "string"}))

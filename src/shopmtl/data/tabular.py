@@ -68,10 +68,10 @@ def read_parquet_table(path: Path, options: dict[str, Any], limit: int | None) -
 
 
 READERS.register("csv", "any CSV/TSV file, one sample per row (streamed)")(
-    Reader(read=read_csv_table, folder=".", options=CSV_OPTIONS, chunks=csv_table_chunks)
+    Reader(folder=".", chunks=csv_table_chunks, read=read_csv_table, options=CSV_OPTIONS)
 )
 READERS.register("parquet", "any Parquet file, one sample per row (streamed by row batch)")(
-    Reader(read=read_parquet_table, folder=".", chunks=parquet_chunks)
+    Reader(folder=".", chunks=parquet_chunks, read=read_parquet_table)
 )
 
 

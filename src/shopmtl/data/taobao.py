@@ -145,20 +145,25 @@ def _top_tokens(values: pd.Series, k: int = 20) -> str:
     return ",".join(str(v) for v in counts.index[:k])
 
 
+def _level(options: dict[str, Any], levels: tuple[str, ...]) -> str:
+    """The `level` option (the first of `levels` by default), checked."""
+    level = options.get("level", levels[0])
+    if level not in levels:
+        raise DataError(f"data.source.options.level: `{level}` is not a level; use one of {list(levels)}")
+    return level
+
+
 def read_cikm(path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
-    level = options.get("level", "interaction")
-    if level == "interaction":
-        return read_cikm_interactions(path, options, limit)
-    if level == "user":
+    if _level(options, ("interaction", "user")) == "user":
         return read_cikm_users(path, options, limit)
-    raise DataError(f"data.source.options.level: `{level}` is not a level; use `interaction` or `user`")
+    return read_cikm_interactions(path, options, limit)
 
 
 READERS.register(
     "taobao_ecomm_cikm2019",
     "Taobao CIKM-2019 10-day logs → per (user, item, day): click/fav/cart/buy + item, profile and leak-free "
     "history features; level: user → one sample per user (profile labels)",
-)(Reader(read=read_cikm, folder="taobao_ecomm_cikm2019",
+)(Reader(folder="taobao_ecomm_cikm2019", read=read_cikm,
          options={"level": "interaction (default): per (user, item, day) | user: per user"}))
 
 
@@ -183,11 +188,8 @@ def _user_behavior_events(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
 
 
 def read_user_behavior(path: Path, options: dict[str, Any], limit: int | None) -> pd.DataFrame:
-    level = options.get("level", "pair")
-    if level == "event":
+    if _level(options, ("pair", "event")) == "event":
         return pd.concat(_user_behavior_events(path, CHUNK_ROWS), ignore_index=True)
-    if level != "pair":
-        raise DataError(f"data.source.options.level: `{level}` is not a level; use `pair` or `event`")
     partials = []
     for chunk in _user_behavior_events(path, CHUNK_ROWS):
         flags = pd.get_dummies(chunk["behavior_type"]).reindex(columns=UB_BEHAVIOURS, fill_value=False)
@@ -206,5 +208,5 @@ READERS.register(
     "taobao_user_behavior",
     "Tianchi UserBehavior.csv → per (user, item): pv/cart/fav/buy, category_id, first_timestamp (streamed); "
     "level: event → raw events",
-)(Reader(read=read_user_behavior, folder="taobao_user_behavior",
+)(Reader(folder="taobao_user_behavior", read=read_user_behavior,
          options={"level": "pair (default): per (user, item) | event: one row per event"}))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .categorical import embedding_dim
+from .categorical import CategoricalEncoder
 
 
 def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -14,11 +13,8 @@ def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (vectors * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-class MultiHotEncoder(nn.Module):
-    def __init__(self, vocab_size: int, dim: int | None = None):
-        super().__init__()
-        self.out_dim = dim or embedding_dim(vocab_size)
-        self.embedding = nn.Embedding(vocab_size, self.out_dim, padding_idx=0)
+class MultiHotEncoder(CategoricalEncoder):
+    """Like a categorical feature, but a row holds several ids (0 = padding) whose vectors are averaged."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return masked_mean(self.embedding(ids), ids != 0)

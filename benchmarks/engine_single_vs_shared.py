@@ -1,0 +1,115 @@
+"""Benchmark for the engine issue: for each example config, `single` vs `shared_bottom` on the real data.
+
+Each run is its own process (`shopmtl train`), so its peak memory (max RSS) and wall time are its own. Settings
+come from the configs (chosen on validation splits; early stopping monitors the validation split); the figures
+reported are the test split's. Writes benchmarks/results/engine_single_vs_shared.{json,md}.
+
+    python benchmarks/engine_single_vs_shared.py [--configs reviews,shopping_guide] [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+CONFIGS = ["shopping_guide", "user_profile", "reviews", "catalog"]
+ARCHITECTURES = ["single", "shared_bottom"]
+SHOWN = {"binary": ["auc", "gauc"], "multiclass": ["accuracy", "macro_f1"], "multilabel": ["micro_f1", "macro_f1"],
+         "regression": ["rmse", "r2"]}
+
+
+def train(config: str, arch: str, data_dir: str, runs: Path) -> dict:
+    cmd = [sys.executable, "-m", "shopmtl", "train", str(ROOT / "configs" / f"{config}.yaml"),
+           "--data-dir", data_dir, "--output-dir", str(runs), "--set", f"model.architecture={arch}",
+           "--set", f"name={config}-{arch}", "--set", "train.progress=false"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    path = Path(output.split("run saved to ")[1].split()[0])
+    metrics = json.loads((path / "metrics.json").read_text())
+    return {"config": config, "architecture": arch, "run": str(path), "wall_seconds": round(seconds, 1),
+            "train_seconds": metrics["train_seconds"], "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+            "parameters": metrics["parameters"], "test": metrics["test"], "rows": metrics["rows"]}
+
+
+def task_types(config: str) -> dict[str, str]:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
+    return {name: spec["type"] for name, spec in raw["tasks"].items()}
+
+
+def gain(value: float, base: float, higher: bool) -> float:
+    if value is None or base is None or base == 0:
+        return math.nan
+    return (1 if higher else -1) * (value - base) / abs(base) * 100
+
+
+def markdown(results: list[dict], command: str) -> str:
+    lines = [f"Command: `{command}`", "",
+             f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"{platform.platform()}", ""]
+    for config in dict.fromkeys(r["config"] for r in results):
+        by_arch = {r["architecture"]: r for r in results if r["config"] == config}
+        single, shared = by_arch["single"], by_arch["shared_bottom"]
+        rows = single["rows"]
+        lines += [f"### {config} (rows train/valid/test: {rows['train']}/{rows['valid']}/{rows['test']})", "",
+                  "| task | metric | single | shared_bottom | gain |", "| --- | --- | ---: | ---: | ---: |"]
+        gains = []
+        for task, kind in task_types(config).items():
+            for i, metric in enumerate(SHOWN[kind]):
+                a, b = single["test"][task].get(metric), shared["test"][task].get(metric)
+                g = gain(b, a, metric not in ("rmse", "mae", "logloss"))
+                if i == 0 and not math.isnan(g):
+                    gains.append(g)
+                fa = "—" if a is None else f"{a:.4f}"
+                fb = "—" if b is None else f"{b:.4f}"
+                lines.append(f"| {task} | {metric} | {fa} | {fb} | {g:+.2f}% |")
+        mean = sum(gains) / len(gains) if gains else math.nan
+        lines += ["", f"Δm% of shared_bottom against single (primary metric per task): **{mean:+.2f}%**", "",
+                  "| architecture | train s | wall s (incl. reading data) | peak RSS MB | epochs | parameters |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for arch in ARCHITECTURES:
+            r = by_arch[arch]
+            lines.append(f"| {arch} | {r['train_seconds']} | {r['wall_seconds']} | {r['peak_rss_mb']} | "
+                         f"{r['epochs_run']} | {r['parameters']:,} |")
+        ratio = shared["train_seconds"] / single["train_seconds"]
+        lines += ["", f"shared_bottom trains in {ratio:.2f}× the time of the four-or-five separate models.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    runs = ROOT / "benchmarks" / "out" / time.strftime("%Y%m%d-%H%M%S")
+    results = []
+    for config in args.configs.split(","):
+        for arch in ARCHITECTURES:
+            print(f"{config} / {arch} …", flush=True)
+            results.append(train(config, arch, args.data_dir, runs))
+            print(f"   {results[-1]['train_seconds']} s, peak {results[-1]['peak_rss_mb']} MB", flush=True)
+    command = "python benchmarks/engine_single_vs_shared.py " + " ".join(sys.argv[1:])
+    (OUT / "engine_single_vs_shared.json").write_text(json.dumps(results, indent=2))
+    (OUT / "engine_single_vs_shared.md").write_text(markdown(results, command.strip()))
+    print(markdown(results, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
