@@ -73,6 +73,8 @@ def markdown(results: list[dict], command: str) -> str:
         for task, kind in task_types(config).items():
             for i, metric in enumerate(SHOWN[kind]):
                 a, b = single["test"][task].get(metric), shared["test"][task].get(metric)
+                if a is None and b is None:
+                    continue  # e.g. GAUC for a task without a group column
                 g = gain(b, a, metric not in ("rmse", "mae", "logloss"))
                 if i == 0 and not math.isnan(g):
                     gains.append(g)
@@ -88,7 +90,7 @@ def markdown(results: list[dict], command: str) -> str:
             lines.append(f"| {arch} | {r['train_seconds']} | {r['wall_seconds']} | {r['peak_rss_mb']} | "
                          f"{r['epochs_run']} | {r['parameters']:,} |")
         ratio = shared["train_seconds"] / single["train_seconds"]
-        lines += ["", f"shared_bottom trains in {ratio:.2f}× the time of the four-or-five separate models.", ""]
+        lines += ["", f"shared_bottom trains in {ratio:.2f}× the time of the separate per-task models (`single`).", ""]
     return "\n".join(lines)
 
 
@@ -96,7 +98,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
     args = p.parse_args()
+    if args.render:
+        saved = json.loads((OUT / "engine_single_vs_shared.json").read_text())
+        command = saved[0].get("command", "python benchmarks/engine_single_vs_shared.py")
+        (OUT / "engine_single_vs_shared.md").write_text(markdown(saved, command))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     runs = ROOT / "benchmarks" / "out" / time.strftime("%Y%m%d-%H%M%S")
     results = []
@@ -105,10 +113,12 @@ def main() -> None:
             print(f"{config} / {arch} …", flush=True)
             results.append(train(config, arch, args.data_dir, runs))
             print(f"   {results[-1]['train_seconds']} s, peak {results[-1]['peak_rss_mb']} MB", flush=True)
-    command = "python benchmarks/engine_single_vs_shared.py " + " ".join(sys.argv[1:])
+    command = ("python benchmarks/engine_single_vs_shared.py " + " ".join(sys.argv[1:])).strip()
+    for r in results:
+        r["command"] = command
     (OUT / "engine_single_vs_shared.json").write_text(json.dumps(results, indent=2))
-    (OUT / "engine_single_vs_shared.md").write_text(markdown(results, command.strip()))
-    print(markdown(results, command.strip()))
+    (OUT / "engine_single_vs_shared.md").write_text(markdown(results, command))
+    print(markdown(results, command))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,12 @@ def test_regression_standardises_and_decodes_back_to_original_units():
     assert m["rmse"] == pytest.approx(np.sqrt((2.0**2 + 1.0**2) / 2)) and m["mae"] == pytest.approx(1.5)
     with pytest.raises(DataError, match="log1p needs values ≥ 0"):
         task.fit(pd.Series([-3.0, 1.0]))
+
+
+def test_relative_gain_is_sign_corrected_per_metric_direction():
+    from shopmtl.analysis.compare import relative_gain
+
+    assert relative_gain(0.8, 0.5, higher_is_better=True) == pytest.approx(60.0)  # AUC up is good
+    assert relative_gain(0.8, 1.0, higher_is_better=False) == pytest.approx(20.0)  # RMSE down is good
+    assert relative_gain(1.2, 1.0, higher_is_better=False) == pytest.approx(-20.0)
+    assert np.isnan(relative_gain(0.5, 0.0, higher_is_better=True))

@@ -47,7 +47,7 @@ def format_comparison(rows: list[dict[str, Any]], labels: list[str]) -> str:
         line = f"{r['task']:<16}{r['metric']:<12}{r['single']:>10.4f}"
         for lab in labels:
             gain = r[f"{lab}_gain_pct"]
-            mark = "" if math.isnan(gain) else (" ▲" if gain > 0 else " ▼")
+            mark = "" if math.isnan(gain) or gain == 0 else (" ▲" if gain > 0 else " ▼")
             line += f"{r[lab]:>16.4f}{gain:>+7.1f}%{mark}"
         lines.append(line)
     lines.append("-" * len(head))
