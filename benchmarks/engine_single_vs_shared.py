@@ -60,14 +60,14 @@ def gain(value: float, base: float, higher: bool) -> float:
 
 
 def markdown(results: list[dict], command: str) -> str:
-    lines = [f"Command: `{command}`", "",
-             f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    lines = [f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
              f"{platform.platform()}", ""]
     for config in dict.fromkeys(r["config"] for r in results):
         by_arch = {r["architecture"]: r for r in results if r["config"] == config}
         single, shared = by_arch["single"], by_arch["shared_bottom"]
         rows = single["rows"]
         lines += [f"### {config} (rows train/valid/test: {rows['train']}/{rows['valid']}/{rows['test']})", "",
+                  f"Command: `{single.get('command', command)}`", "",
                   "| task | metric | single | shared_bottom | gain |", "| --- | --- | ---: | ---: | ---: |"]
         gains = []
         for task, kind in task_types(config).items():
@@ -116,6 +116,11 @@ def main() -> None:
     command = ("python benchmarks/engine_single_vs_shared.py " + " ".join(sys.argv[1:])).strip()
     for r in results:
         r["command"] = command
+    saved = OUT / "engine_single_vs_shared.json"
+    if saved.exists():  # keep the other configs' results from earlier runs
+        done = {r["config"] for r in results}
+        results = [r for r in json.loads(saved.read_text()) if r["config"] not in done] + results
+        results.sort(key=lambda r: CONFIGS.index(r["config"]) if r["config"] in CONFIGS else len(CONFIGS))
     (OUT / "engine_single_vs_shared.json").write_text(json.dumps(results, indent=2))
     (OUT / "engine_single_vs_shared.md").write_text(markdown(results, command))
     print(markdown(results, command))

@@ -3,9 +3,7 @@ training split → one model trained → metrics per task and split → a Run (s
 
 from __future__ import annotations
 
-import logging
 import resource
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,6 @@ from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
 from .training.monitor import Monitor
-
-log = logging.getLogger("shopmtl")
 
 
 def required_columns(config: ExperimentConfig) -> dict[str, str]:
@@ -71,8 +67,11 @@ class Experiment:
             torch.set_num_threads(cfg.train.threads)
         rng = seed_everything(cfg.seed)
         device = pick_device(cfg.train.device)
-        df = self.read_data() if data is None else data
-        check_columns(cfg, df, "the data")
+        if data is None:
+            df = self.read_data()
+        else:
+            df = data
+            check_columns(cfg, df, "the data")
         split = assign_splits(df, cfg.data.split)
         frames = {s: df[split == s] for s in SPLITS}
         train_df = frames["train"]
@@ -122,8 +121,3 @@ def metrics_table(metrics: dict[str, dict[str, float]], tasks: dict[str, Any] | 
                          else f"{task:<22}{k:<16}{'—':>10}")
     return "\n".join(lines)
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
