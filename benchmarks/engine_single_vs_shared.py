@@ -12,56 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from common import OUT, ROOT, SHOWN, gain, machine, task_types, train
+
 CONFIGS = ["shopping_guide", "user_profile", "reviews", "catalog"]
 ARCHITECTURES = ["single", "shared_bottom"]
-SHOWN = {"binary": ["auc", "gauc"], "multiclass": ["accuracy", "macro_f1"], "multilabel": ["micro_f1", "macro_f1"],
-         "regression": ["rmse", "r2"]}
-
-
-def train(config: str, arch: str, data_dir: str, runs: Path) -> dict:
-    cmd = [sys.executable, "-m", "shopmtl", "train", str(ROOT / "configs" / f"{config}.yaml"),
-           "--data-dir", data_dir, "--output-dir", str(runs), "--set", f"model.architecture={arch}",
-           "--set", f"name={config}-{arch}", "--set", "train.progress=false"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
-    path = Path(output.split("run saved to ")[1].split()[0])
-    metrics = json.loads((path / "metrics.json").read_text())
-    return {"config": config, "architecture": arch, "run": str(path), "wall_seconds": round(seconds, 1),
-            "train_seconds": metrics["train_seconds"], "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-            "parameters": metrics["parameters"], "test": metrics["test"], "rows": metrics["rows"]}
-
-
-def task_types(config: str) -> dict[str, str]:
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
-    return {name: spec["type"] for name, spec in raw["tasks"].items()}
-
-
-def gain(value: float, base: float, higher: bool) -> float:
-    if value is None or base is None or base == 0:
-        return math.nan
-    return (1 if higher else -1) * (value - base) / abs(base) * 100
 
 
 def markdown(results: list[dict], command: str) -> str:
-    lines = [f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"{platform.platform()}", ""]
+    lines = [machine(), ""]
     for config in dict.fromkeys(r["config"] for r in results):
         by_arch = {r["architecture"]: r for r in results if r["config"] == config}
         single, shared = by_arch["single"], by_arch["shared_bottom"]
@@ -75,7 +36,7 @@ def markdown(results: list[dict], command: str) -> str:
                 a, b = single["test"][task].get(metric), shared["test"][task].get(metric)
                 if a is None and b is None:
                     continue  # e.g. GAUC for a task without a group column
-                g = gain(b, a, metric not in ("rmse", "mae", "logloss"))
+                g = gain(b, a, metric)
                 if i == 0 and not math.isnan(g):
                     gains.append(g)
                 fa = "—" if a is None else f"{a:.4f}"
@@ -111,7 +72,7 @@ def main() -> None:
     for config in args.configs.split(","):
         for arch in ARCHITECTURES:
             print(f"{config} / {arch} …", flush=True)
-            results.append(train(config, arch, args.data_dir, runs))
+            results.append(train(config, arch, args.data_dir, runs, [f"model.architecture={arch}"]))
             print(f"   {results[-1]['train_seconds']} s, peak {results[-1]['peak_rss_mb']} MB", flush=True)
     command = ("python benchmarks/engine_single_vs_shared.py " + " ".join(sys.argv[1:])).strip()
     for r in results:

@@ -102,12 +102,18 @@ FeatureConfig = Annotated[
 # ---------------------------------------------------------------- tasks
 class _Task(Strict):
     column: str | None = Field(None, description="label column; default: the task's name")
+    depth: int | None = Field(None, ge=0, description="hierarchical architecture: the trunk layer this task reads "
+                              "(0 = the input encoding, 1 = the first bottom layer, …; default: the top)")
 
 
 class BinaryTask(_Task):
     type: Literal["binary"]
     positive: Any = Field(None, description="the value that means 1; default: 1/true/yes")
     group: str | None = Field(None, description="column to compute GAUC by (e.g. user_id)")
+    after: str | None = Field(None, description="funnel (ESMM): a binary parent task; the head learns "
+                              "p(task | parent) and the model outputs p(parent)·p(task | parent)")
+    after_tolerance: float = Field(0.1, ge=0, le=1, description="refuse the funnel when a larger share of this "
+                                   "task's training positives have a negative parent label")
 
 
 class MulticlassTask(_Task):
@@ -208,6 +214,7 @@ class ExperimentConfig(Strict):
         clash = set(self.features) & set(self.tasks)
         if clash:
             raise ValueError(f"names used both as feature and task: {sorted(clash)}; rename one of them")
+        check_funnels(self.tasks)
         unknown = set(self.balance.weights) - set(self.tasks)
         if unknown:
             name = sorted(unknown)[0]
@@ -222,6 +229,43 @@ class ExperimentConfig(Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def check_funnels(tasks: dict[str, Any]) -> None:
+    """`after:` names another binary task, and following the parents never comes back to a task."""
+    for name, t in tasks.items():
+        parent = getattr(t, "after", None)
+        if parent is None:
+            continue
+        if parent not in tasks:
+            raise ValueError(f"tasks.{name}.after: unknown task `{parent}`;{did_you_mean(parent, tasks)}")
+        if tasks[parent].type != "binary":
+            raise ValueError(f"tasks.{name}.after: `{parent}` is a {tasks[parent].type} task; a funnel's parent "
+                             f"must be a binary task (its probability multiplies this one's)")
+        seen, node = [name], parent
+        while node is not None:
+            if node in seen:
+                raise ValueError(f"tasks.{name}.after: the funnel {' → '.join(seen + [node])} is a cycle; "
+                                 f"remove `after:` from one of these tasks")
+            seen.append(node)
+            node = getattr(tasks[node], "after", None)
+
+
+def funnel_order(tasks: dict[str, Any]) -> list[str]:
+    """Task names with every funnel parent before its children (otherwise in config order)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        parent = getattr(tasks[name], "after", None)
+        if parent is not None:
+            visit(parent)
+        order.append(name)
+
+    for name in tasks:
+        visit(name)
+    return order
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -3,6 +3,7 @@ training split → one model trained → metrics per task and split → a Run (s
 
 from __future__ import annotations
 
+import logging
 import resource
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .analysis.experts import expert_use, format_expert_use
 from .balancing import BALANCERS
 from .config import ExperimentConfig, load_config
 from .data.batching import Encoded, encode
@@ -24,6 +26,8 @@ from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
 from .training.monitor import Monitor
+
+log = logging.getLogger("shopmtl")
 
 
 def required_columns(config: ExperimentConfig) -> dict[str, str]:
@@ -43,6 +47,32 @@ def check_columns(config: ExperimentConfig, df: pd.DataFrame, where: str) -> Non
         if column not in df.columns:
             raise DataError(f"{field}: column `{column}` is not in {where};{did_you_mean(column, map(str, df.columns))}"
                             f" (set `column:` to map a feature or task to a differently named column)")
+
+
+def check_funnels(config: ExperimentConfig, train: Encoded) -> dict[str, dict[str, Any]]:
+    """For each funnel task (`after: parent`), the share of its training positives whose parent label is
+    negative. ESMM models p(task) = p(parent)·p(task | parent), which such rows contradict: above the task's
+    `after_tolerance` the funnel is refused, below it a warning names the share."""
+    report: dict[str, dict[str, Any]] = {}
+    for name, t in config.tasks.items():
+        parent = getattr(t, "after", None)
+        if parent is None:
+            continue
+        both = train.masks[name] & train.masks[parent]
+        child = both & (train.targets[name] > 0.5)
+        outside = int((child & (train.targets[parent] < 0.5)).sum())
+        positives = int(child.sum())
+        share = outside / positives if positives else 0.0
+        report[name] = {"after": parent, "positives": positives, "outside_parent": outside, "share": share}
+        if share > t.after_tolerance:
+            raise DataError(f"tasks.{name}.after: {share:.1%} of the training rows with {name}=1 have {parent}=0 "
+                            f"({outside} of {positives}), above after_tolerance={t.after_tolerance}; a funnel "
+                            f"p({name}) = p({parent})·p({name} | {parent}) contradicts this data. Remove `after:`, "
+                            f"choose a parent that precedes {name}, or raise tasks.{name}.after_tolerance")
+        if outside:
+            log.warning("tasks.%s.after: %.1f%% of training rows with %s=1 have %s=0 (%d of %d); the funnel "
+                        "cannot fit them", name, 100 * share, name, parent, outside, positives)
+    return report
 
 
 class Experiment:
@@ -86,9 +116,14 @@ class Experiment:
             if not encoded["train"].masks[name].any():
                 raise DataError(f"tasks.{name}: no training row has a label in column `{tasks[name].column}`")
 
+        funnels = check_funnels(cfg, encoded["train"])
+
         es = cfg.train.early_stopping
         Monitor.parse(es.monitor if es else "valid.loss", es.mode if es else "auto", tasks)  # fail before training
         model = MultiTaskModel(cfg, preprocessor, tasks).to(device)
+        notes = model.sharing.check_data(encoded["train"].masks)
+        for note in notes:
+            log.warning(note)
         balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model.shared_parameters())
         result = fit(model, tasks, balancer, encoded["train"], encoded["valid"], cfg.train, rng, device,
                      use_amp(cfg.train.amp, device))
@@ -104,6 +139,14 @@ class Experiment:
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         metrics["parameters"] = int(sum(p.numel() for p in model.parameters()))
         metrics["unseen_labels_masked"] = {t: k.unseen for t, k in tasks.items() if k.unseen}
+        if funnels:
+            metrics["funnels"] = funnels
+        if notes:
+            metrics["notes"] = notes
+        use = expert_use(model, tasks, encoded["valid"], 4096, device)
+        if use is not None:
+            metrics["expert_use"] = use
+            log.info("expert use on the validation split:\n%s", format_expert_use(use))
         run = Run(cfg, preprocessor, tasks, model, metrics, result.history)
         if save:
             run.save()

@@ -1,15 +1,31 @@
-"""The multi-task model: inputs → sharing (the architecture) → one head per task."""
+"""The multi-task model: inputs → sharing (the architecture) → one head per task → funnels.
+
+A funnel task (`after: parent`, ESMM) has a head that learns p(task | parent); the model outputs the entire-space
+probability p(parent) · p(task | parent) as a logit, so every task type's loss, metrics and decoding work on it
+unchanged, and a child's probability can never exceed its parent's. Chains and branches compose in order."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .architectures import ARCHITECTURES, BuildContext
-from .config import ExperimentConfig
+from .architectures import ARCHITECTURES, BuildContext, GateRecorder
+from .config import ExperimentConfig, funnel_order
 from .data.preprocess import Preprocessor
 from .features import InputEncoder
 from .tasks import Task
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − eˣ) for x < 0, accurate on both sides of −log 2."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def funnel_logit(parent_logit: torch.Tensor, conditional_logit: torch.Tensor) -> torch.Tensor:
+    """logit(σ(parent) · σ(conditional)), computed in log space."""
+    log_p = (F.logsigmoid(parent_logit) + F.logsigmoid(conditional_logit)).clamp(max=-1e-6)
+    return log_p - log1mexp(log_p)
 
 
 class MultiTaskModel(nn.Module):
@@ -18,14 +34,32 @@ class MultiTaskModel(nn.Module):
         ctx = BuildContext(config, list(tasks), lambda: InputEncoder(config, preprocessor))
         self.sharing = ARCHITECTURES.get(config.model.architecture)(ctx)
         self.heads = nn.ModuleDict({name: task.head(self.sharing.out_dims[name]) for name, task in tasks.items()})
+        self.parents = {name: config.tasks[name].after for name in tasks
+                        if getattr(config.tasks[name], "after", None)}
+        self.order = [t for t in funnel_order(config.tasks) if t in tasks]
 
     @property
     def independent(self) -> bool:
-        return self.sharing.independent
+        return self.sharing.independent and not self.parents
 
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @property
+    def recorder(self) -> GateRecorder | None:
+        return self.sharing.recorder
+
+    def forward(self, features: dict[str, torch.Tensor], conditional: bool = False) -> dict[str, torch.Tensor]:
+        """Per-task outputs; with `conditional`, also `<task>|<parent>`: the funnel heads' own p(task | parent)."""
         reps = self.sharing(features)
-        return {name: head(reps[name]) for name, head in self.heads.items()}
+        raw = {name: head(reps[name]) for name, head in self.heads.items()}
+        out: dict[str, torch.Tensor] = {}
+        for name in self.order:
+            parent = self.parents.get(name)
+            out[name] = raw[name] if parent is None else funnel_logit(out[parent], raw[name])
+            if conditional and parent is not None:
+                out[f"{name}|{parent}"] = raw[name]
+        return out
+
+    def regularisers(self, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.sharing.regularisers(masks)
 
     def task_keys(self, task: str) -> list[str]:
         """State-dict keys that belong to one task alone (its head, and its column where nothing is shared)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError, did_you_mean
 
@@ -50,8 +52,30 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-def check_options(options: dict, accepted: dict[str, str], section: str, component: str, known: set[str]) -> None:
-    """Extra keys of a config section must be options the chosen component accepts (`known`: for hints)."""
+class NoOptions(BaseModel):
+    """The options of a component that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def parse_options(options: dict[str, Any], schema: type[BaseModel], section: str, component: str,
+                  known: set[str]) -> BaseModel:
+    """Extra keys of a config section → the chosen component's typed options (`known`: section fields, for hints).
+
+    An unknown key is named with the closest known one; a wrong value names the field and what it must be."""
+    accepted = set(schema.model_fields)
     for key in options:
         if key not in accepted:
-            raise ConfigError(f"{section}.{key}: not an option of {component};{did_you_mean(key, known | set(accepted))}")
+            raise ConfigError(f"{section}.{key}: not an option of {component};{did_you_mean(key, known | accepted)}")
+    try:
+        return schema.model_validate(options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{section}.{loc}: {err['msg']} (an option of {component}: "
+                          f"{schema.model_fields[str(err['loc'][0])].description or 'see shopmtl list'})") from None
+
+
+def describe_options(schema: type[BaseModel]) -> str:
+    """`name=default` for each option, as `shopmtl list` shows them."""
+    return ", ".join(f"{n}={f.default!r}" if f.default_factory is None else n for n, f in schema.model_fields.items())

@@ -109,10 +109,13 @@ class Run:
     def predict(self, df: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
         """One output column per task (and detail columns such as `<task>_probability`), row for row."""
         enc = encode(df, self.preprocessor, self.tasks, with_labels=False)
-        preds = predict(self.model, self.tasks, enc, batch_size, self.device)
+        preds = predict(self.model, self.tasks, enc, batch_size, self.device, conditional=True)
         out: dict[str, Any] = {}
         for name, task in self.tasks.items():
             out.update(task.decode(preds[name]))
+            parent = self.model.parents.get(name)
+            if parent is not None:  # a funnel: its head's own p(task | parent), next to the entire-space p(task)
+                out[f"{name}_given_{parent}"] = preds[f"{name}|{parent}"]
         return pd.DataFrame(out, index=df.index)
 
     def evaluate(self, df: pd.DataFrame, ignore_unseen: bool = False, batch_size: int = 4096) -> dict[str, Any]:

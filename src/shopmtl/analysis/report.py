@@ -48,6 +48,32 @@ def learning_curves_png(history: list[dict[str, float]], tasks: dict[str, Any]) 
     return buf.getvalue()
 
 
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _notes_html(metrics: dict[str, Any]) -> list[str]:
+    """Funnel data checks, architecture notes and expert use (gate weight per expert, collapse flags)."""
+    parts = []
+    funnels = metrics.get("funnels")
+    if funnels:
+        rows = [[t, f["after"], f["positives"], f["outside_parent"], f"{f['share']:.1%}"] for t, f in funnels.items()]
+        parts.append("<h2>funnels (training split)</h2>" + _table(
+            ["task", "after", "positives", "positives with a negative parent", "share"], rows))
+    for note in metrics.get("notes", []):
+        parts.append(f"<p><b>note:</b> {html.escape(note)}</p>")
+    use = metrics.get("expert_use")
+    if use:
+        parts.append("<h2>expert use (validation split)</h2><p>mean gate weight per expert</p>")
+        for gate, spec in use["gates"].items():
+            parts.append(f"<h3>gate {html.escape(gate)}</h3>" + _table(spec["experts"], [spec["weights"]]))
+        flags = use.get("flags") or ["no expert collapse flagged"]
+        parts.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>")
+    return parts
+
+
 def write_report(run: Run, path: Path) -> None:
     parts = [f"<h1>shopmtl run: {html.escape(run.config.name)}</h1>",
              f"<p>architecture <b>{html.escape(run.config.model.architecture)}</b>, balancer "
@@ -62,6 +88,7 @@ def write_report(run: Run, path: Path) -> None:
             for k, v in values.items():
                 parts.append(f"<tr><td>{html.escape(task)}</td><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>")
         parts.append("</table>")
+    parts += _notes_html(run.metrics)
     png = learning_curves_png(run.history, run.tasks)
     if png:
         data = base64.b64encode(png).decode("ascii")

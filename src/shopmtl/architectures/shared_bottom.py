@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ARCHITECTURES, BuildContext, Sharing, mlp
+from .base import ARCHITECTURES, BuildContext, Sharing, mlp, towers
 
 
 @ARCHITECTURES.register("shared_bottom", "hard sharing: shared inputs + bottom MLP, one tower per task")
@@ -15,10 +15,7 @@ class SharedBottom(Sharing):
         m = ctx.model
         self.inputs = ctx.make_inputs()
         self.bottom, width = mlp(self.inputs.out_dim, m.bottom_layers, m.dropout)
-        towers, self.out_dims = {}, {}
-        for task in ctx.tasks:
-            towers[task], self.out_dims[task] = mlp(width, m.tower_layers, m.dropout)
-        self.towers = nn.ModuleDict(towers)
+        self.towers, self.out_dims = towers(ctx.tasks, width, m)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.inputs.parameters()) + list(self.bottom.parameters())

@@ -13,20 +13,21 @@ from ..tasks import Task
 
 @torch.no_grad()
 def predict_batches(model: torch.nn.Module, tasks: dict[str, Task], enc: Encoded, batch_size: int,
-                    device: torch.device) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+                    device: torch.device, conditional: bool = False) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
     model.eval()
     for batch in batches(enc, batch_size, device=device):
-        yield batch, model(batch["features"])
+        yield batch, (model(batch["features"], conditional=True) if conditional else model(batch["features"]))
 
 
 def predict(model: torch.nn.Module, tasks: dict[str, Task], enc: Encoded, batch_size: int,
-            device: torch.device) -> dict[str, np.ndarray]:
-    """Predictions per task (probabilities or values) for every row."""
-    parts: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for _, out in predict_batches(model, tasks, enc, batch_size, device):
-        for name, task in tasks.items():
-            parts[name].append(task.predict(out[name]))
-    return {t: np.concatenate(p) if p else np.empty(0) for t, p in parts.items()}
+            device: torch.device, conditional: bool = False) -> dict[str, np.ndarray]:
+    """Predictions per task (probabilities or values) for every row; with `conditional`, also each funnel
+    task's p(task | parent) under the key `<task>|<parent>`."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for _, out in predict_batches(model, tasks, enc, batch_size, device, conditional):
+        for key, value in out.items():
+            parts.setdefault(key, []).append(tasks[key.split("|")[0]].predict(value))
+    return {t: np.concatenate(parts[t]) if parts.get(t) else np.empty(0) for t in (parts or tasks)}
 
 
 def evaluate(model: torch.nn.Module, tasks: dict[str, Task], enc: Encoded, batch_size: int,

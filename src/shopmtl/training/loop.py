@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..analysis.experts import gate_columns, recording
 from ..balancing import Balancer
 from ..config import TrainConfig
 from ..data.batching import Encoded, batches, n_batches
@@ -77,6 +78,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         epoch_start = time.perf_counter()
         sums = {t: 0.0 for t in tasks}
         weight_sums = {t: 0.0 for t in tasks}
+        reg_sums: dict[str, float] = {}
         bar = tqdm(batches(train, cfg.batch_size, shuffle=True, generator=rng, device=device,
                            limit=cfg.max_batches_per_epoch),
                    total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
@@ -85,8 +87,11 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
             with autocast():
                 out = model(batch["features"])
                 losses = {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
+                regs = model.regularisers(batch["masks"])
+            extra = sum(regs.values()) if regs else None
             optimizer.zero_grad(set_to_none=True)
-            weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()})
+            weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()},
+                                        scaler.scale(extra) if scaler and extra is not None else extra)
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.grad_clip:
@@ -99,12 +104,17 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
             for t in tasks:
                 sums[t] += float(losses[t].detach())
                 weight_sums[t] += weights[t]
+            for r, v in regs.items():
+                reg_sums[r] = reg_sums.get(r, 0.0) + float(v.detach())
             bar.set_postfix({t: f"{sums[t] / step:.3f}" for t in tasks})
         bar.close()
 
-        metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
+        with recording(model) as routing:
+            metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
         row: dict[str, float] = {"epoch": epoch, "seconds": time.perf_counter() - epoch_start}
         row.update({f"train.{t}.loss": sums[t] / max(steps, 1) for t in tasks})
+        row.update({f"train.reg.{r}": v / max(steps, 1) for r, v in reg_sums.items()})
+        row.update(gate_columns(routing))
         row.update({f"weight.{t}": weight_sums[t] / max(steps, 1) for t in tasks})
         row["valid.loss"] = float(sum(valid_losses.values()))
         row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})

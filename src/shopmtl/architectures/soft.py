@@ -1,0 +1,59 @@
+"""Soft parameter sharing: one complete column per task (inputs, bottom, tower), tied by the penalty
+λ·Σ_{i<j} ‖θ_i − θ_j‖² over matching parameters of every pair of columns (Duong et al., 2015)."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from .base import ARCHITECTURES, BuildContext, Sharing, mlp
+
+
+def pairwise_penalty(columns: list[nn.Module]) -> torch.Tensor:
+    """Σ_{i<j} ‖θ_i − θ_j‖² summed over the matching parameters of the columns.
+
+    Uses Σ_{i<j} ‖a_i − a_j‖² = T·Σ_i ‖a_i − ā‖² (ā the mean column): one pass per parameter whatever the
+    number of tasks, and exactly 0 for identical columns."""
+    named = [dict(c.named_parameters()) for c in columns]
+    total = next(iter(named[0].values())).new_zeros(())
+    for key in named[0]:
+        stack = torch.stack([n[key] for n in named])
+        total = total + len(named) * (stack - stack.mean(0)).pow(2).sum()
+    return total
+
+
+@ARCHITECTURES.register("soft", "soft sharing: a column per task, tied by λ·Σ‖θ_i − θ_j‖² (options: penalty, same_init)")
+class SoftSharing(Sharing):
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        penalty: float = Field(1e-3, ge=0, description="λ of the L2 penalty between every pair of task columns")
+        same_init: bool = Field(True, description="start every column from the same weights (tied at step 0)")
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+        m = ctx.model
+        self.opts = ctx.options(SoftSharing)
+        columns, self.out_dims = {}, {}
+        for task in ctx.tasks:
+            inputs = ctx.make_inputs()
+            bottom, width = mlp(inputs.out_dim, m.bottom_layers + m.tower_layers, m.dropout)
+            columns[task] = nn.Sequential(inputs, bottom)
+            self.out_dims[task] = width
+        self.columns = nn.ModuleDict(columns)
+        if self.opts.same_init:
+            first = next(iter(self.columns.values())).state_dict()
+            for column in self.columns.values():
+                column.load_state_dict(first)
+
+    def task_prefixes(self, task: str) -> list[str]:
+        return [f"columns.{task}."]
+
+    def penalty(self) -> torch.Tensor:
+        return self.opts.penalty * pairwise_penalty(list(self.columns.values()))
+
+    def regularisers(self, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"soft_penalty": self.penalty()} if self.opts.penalty > 0 and len(self.columns) > 1 else {}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {task: column(features) for task, column in self.columns.items()}
