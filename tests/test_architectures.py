@@ -51,11 +51,13 @@ def test_every_architecture_is_registered():
 
 @pytest.mark.parametrize("architecture", ALL)
 def test_shapes_and_gradient_reach_every_parameter(synthetic_yaml, architecture):
-    _, tasks, model, enc = built(synthetic_yaml, architecture)
+    """Every task type (binary, multiclass, regression, multilabel) on every architecture."""
+    _, tasks, model, enc = built(synthetic_yaml, architecture, ["tasks.tags={type: multilabel}"])
     model.train()
     batch = next(batches(enc, 32))
     out = model(batch["features"])
     assert out["liked"].shape == (32, 1) and out["kind"].shape == (32, 3) and out["score"].shape == (32, 1)
+    assert out["tags"].shape == (32, 2)
     total_loss(model, tasks, batch).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"{architecture}: no gradient reaches {missing[:5]}"
@@ -93,8 +95,9 @@ def test_every_architecture_runs_on_a_text_encoder(synthetic_yaml, architecture,
 
 def test_trained_architectures_learn_on_synthetic_data(synthetic_yaml):
     for architecture in ("soft", "adversarial", "cross_stitch", "ple", "hierarchical", "omoe"):
-        run = Experiment(load_config(synthetic_yaml, [f"model.architecture={architecture}", "train.epochs=6"])).fit(
-            save=False)
+        overrides = [f"model.architecture={architecture}", "train.epochs=6", "balance.method=static",
+                     "balance.weights={liked: 2.0}"]
+        run = Experiment(load_config(synthetic_yaml, overrides)).fit(save=False)
         assert run.metrics["test"]["liked"]["auc"] > 0.75, architecture
         assert run.metrics["test"]["kind"]["accuracy"] > 0.6, architecture
 
@@ -300,3 +303,10 @@ def test_a_data_poor_task_borrows_from_a_related_one_under_sharing():
     assert auc["mmoe"]["b"]["auc"] > single_b + 0.05
     for arch in ("shared_bottom", "mmoe"):  # the data-rich task does not pay for it
         assert auc[arch]["a"]["auc"] > auc["single"]["a"]["auc"] - 0.02
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_every_architecture_trains_a_single_task(synthetic_yaml, architecture):
+    overrides = [f"model.architecture={architecture}", "tasks={liked: {type: binary}}", "train.epochs=2"]
+    run = Experiment(load_config(synthetic_yaml, overrides)).fit(save=False)
+    assert np.isfinite(run.metrics["test"]["liked"]["auc"])

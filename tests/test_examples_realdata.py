@@ -25,6 +25,7 @@ EXAMPLES = {
     # config: (extra overrides, reader folder, rows a full predict over the source gives)
     "reviews": (["--set", "data.source.limit=3000"], "womens_clothing_reviews", 23486),
     "shopping_guide": ([], "taobao_ecomm_cikm2019", 45619),
+    "shopping_funnel": ([], "taobao_ecomm_cikm2019", 45619),
     "user_profile": ([], "taobao_ecomm_cikm2019", 1149),
     "catalog": (["--set", "data.source.limit=4000"], "bigbasket_products", 16003),
 }
@@ -36,6 +37,10 @@ def _trained(capsys, name: str, extra: list[str], shared: Path) -> Run:
     out = capsys.readouterr().out
     assert code == 0, out
     return Run.load(out.split("run saved to ")[1].split()[0])
+
+
+def test_every_example_config_is_exercised():
+    assert {p.stem for p in (ROOT / "configs").glob("*.yaml")} == set(EXAMPLES)
 
 
 @pytest.mark.realdata
@@ -77,6 +82,20 @@ def test_shopping_guide_predicts_a_csv_of_samples(capsys, shared_data, tmp_path)
     for task in ("click", "fav", "cart", "buy"):
         assert scores[task].between(0, 1).all()
     assert "gauc" in run.metrics["test"]["buy"]
+
+
+@pytest.mark.realdata
+def test_the_shopping_funnel_keeps_cart_within_click_and_refuses_buy_after_cart(capsys, shared_data, tmp_path):
+    run = _trained(capsys, "shopping_funnel", [], shared_data)
+    check = run.metrics["funnels"]["cart"]
+    assert check["after"] == "click" and 0 < check["share"] < 0.1  # a few carts have no click that day
+    assert set(run.metrics["expert_use"]["gates"]) == {"click", "fav", "cart", "buy"}
+    pred = run.predict(read_table("taobao_ecomm_cikm2019", shared_data / "taobao_ecomm_cikm2019").head(500))
+    assert (pred["cart"] <= pred["click"] + 1e-6).all() and pred["cart_given_click"].between(0, 1).all()
+    code = main(["train", str(ROOT / "configs" / "shopping_funnel.yaml"), "--data-dir", str(shared_data),
+                 "--output-dir", "runs", *QUICK, "--set", "tasks.buy.after=cart"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tasks.buy.after:" in err and "have cart=0" in err and "Traceback" not in err
 
 
 @pytest.mark.realdata

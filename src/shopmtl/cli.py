@@ -68,6 +68,7 @@ def _list(args: argparse.Namespace) -> int:
     from .architectures import ARCHITECTURES
     from .balancing import BALANCERS
     from .data.readers import READERS
+    from .registry import describe_options
     from .tasks import TASK_TYPES
 
     for title, registry in (("architectures", ARCHITECTURES), ("balancers", BALANCERS),
@@ -75,6 +76,9 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for entry in registry.entries():
             print(f"  {entry.name:<26}{entry.summary}")
+            schema = getattr(entry.obj, "Options", None)
+            if schema is not None and schema.model_fields:
+                print(f"  {'':<26}options: {describe_options(schema)}")
     return 0
 
 

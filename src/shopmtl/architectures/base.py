@@ -49,6 +49,17 @@ def towers(tasks: list[str], in_dim: int | dict[str, int], m: ModelConfig) -> tu
     return nn.ModuleDict(stacks), widths
 
 
+def task_columns(ctx: BuildContext) -> tuple[nn.ModuleDict, dict[str, int]]:
+    """A complete column per task: its own input encoder, then `bottom_layers + tower_layers`."""
+    m = ctx.model
+    columns, widths = {}, {}
+    for task in ctx.tasks:
+        inputs = ctx.make_inputs()
+        stack, widths[task] = mlp(inputs.out_dim, m.bottom_layers + m.tower_layers, m.dropout)
+        columns[task] = nn.Sequential(inputs, stack)
+    return nn.ModuleDict(columns), widths
+
+
 class GateRecorder:
     """Collects, while `active`, what gated architectures route: the mean gate weight per expert of each gate,
     and how alike the experts' outputs are (centred cosine similarity of each pair over the batch)."""

@@ -26,8 +26,7 @@ class CrossStitchUnit(nn.Module):
         return torch.einsum("ts,sbd->tbd", self.alpha, stacked)
 
 
-@ARCHITECTURES.register("cross_stitch", "a column per task mixed at every layer by learned cross-stitch units "
-                                        "(option: stitch_init)")
+@ARCHITECTURES.register("cross_stitch", "a column per task mixed at every layer by learned cross-stitch units")
 class CrossStitch(Sharing):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

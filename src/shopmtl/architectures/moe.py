@@ -71,12 +71,11 @@ class _MoE(Sharing):
         return {t: self.towers[t](mixed[t if self.per_task_gates else "all"]) for t in self.tasks}
 
 
-@ARCHITECTURES.register("mmoe", "multi-gate mixture of experts: shared experts, a softmax gate per task "
-                                "(options: experts, expert_layers)")
+@ARCHITECTURES.register("mmoe", "multi-gate mixture of experts: shared experts, a softmax gate per task")
 class MMoE(_MoE):
     pass
 
 
-@ARCHITECTURES.register("omoe", "one-gate mixture of experts (the MMoE ablation; options: experts, expert_layers)")
+@ARCHITECTURES.register("omoe", "one-gate mixture of experts (the MMoE ablation)")
 class OMoE(_MoE):
     per_task_gates = False

@@ -45,8 +45,7 @@ class _Level(nn.Module):
         return task_out, shared
 
 
-@ARCHITECTURES.register("ple", "progressive layered extraction: task and shared experts in stacked CGC levels "
-                               "(options: levels, task_experts, shared_experts, expert_layers)")
+@ARCHITECTURES.register("ple", "progressive layered extraction: task and shared experts in stacked CGC levels")
 class PLE(Sharing):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -7,7 +7,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .base import ARCHITECTURES, BuildContext, Sharing, mlp
+from .base import ARCHITECTURES, BuildContext, Sharing, task_columns
 
 
 def pairwise_penalty(columns: list[nn.Module]) -> torch.Tensor:
@@ -23,7 +23,7 @@ def pairwise_penalty(columns: list[nn.Module]) -> torch.Tensor:
     return total
 
 
-@ARCHITECTURES.register("soft", "soft sharing: a column per task, tied by λ·Σ‖θ_i − θ_j‖² (options: penalty, same_init)")
+@ARCHITECTURES.register("soft", "soft sharing: a column per task, tied by λ·Σ‖θ_i − θ_j‖²")
 class SoftSharing(Sharing):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -32,15 +32,8 @@ class SoftSharing(Sharing):
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        m = ctx.model
         self.opts = ctx.options(SoftSharing)
-        columns, self.out_dims = {}, {}
-        for task in ctx.tasks:
-            inputs = ctx.make_inputs()
-            bottom, width = mlp(inputs.out_dim, m.bottom_layers + m.tower_layers, m.dropout)
-            columns[task] = nn.Sequential(inputs, bottom)
-            self.out_dims[task] = width
-        self.columns = nn.ModuleDict(columns)
+        self.columns, self.out_dims = task_columns(ctx)
         if self.opts.same_init:
             first = next(iter(self.columns.values())).state_dict()
             for column in self.columns.values():
