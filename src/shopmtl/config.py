@@ -185,6 +185,8 @@ class TrainConfig(Strict):
     grad_clip: float | None = Field(5.0, gt=0)
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
     max_batches_per_epoch: int | None = Field(None, gt=0)
+    conflict_every: int | None = Field(50, gt=0, description="measure the cosine between task gradients on the "
+                                       "shared parameters every N steps (and each epoch's first); null: never")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision: auto = on with CUDA")
     threads: int | None = Field(None, gt=0, description="CPU threads for PyTorch")

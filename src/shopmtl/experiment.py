@@ -124,7 +124,7 @@ class Experiment:
         notes = model.sharing.check_data(encoded["train"].masks)
         for note in notes:
             log.warning(note)
-        balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model.shared_parameters())
+        balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model)
         result = fit(model, tasks, balancer, encoded["train"], encoded["valid"], cfg.train, rng, device,
                      use_amp(cfg.train.amp, device))
 

@@ -48,6 +48,39 @@ def learning_curves_png(history: list[dict[str, float]], tasks: dict[str, Any]) 
     return buf.getvalue()
 
 
+def dynamics_png(history: list[dict[str, float]]) -> bytes | None:
+    """Task weights per epoch, and the mean cosine of each pair of task gradients on the shared parameters."""
+    if not history:
+        return None
+    weights = sorted({k for h in history for k in h if k.startswith("weight.")})
+    pairs = sorted({k for h in history for k in h if k.startswith("conflict.") and k != "conflict.negative_share"})
+    panels = [("task weights", weights, "weight"), ("gradient conflict (cosine)", pairs, "cosine")]
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(h["epoch"]) for h in history]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys, ylabel) in zip(axes[0], panels, strict=True):
+        for k in keys:
+            ax.plot(epochs, [h.get(k) for h in history], "o-", label=k.split(".", 1)[1].replace(".", " · "))
+        if ylabel == "cosine":
+            ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -93,6 +126,12 @@ def write_report(run: Run, path: Path) -> None:
     if png:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<h2>learning curves</h2><img alt="learning curves" src="data:image/png;base64,{data}">')
+    png = dynamics_png(run.history)
+    if png:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append("<h2>task weights and gradient conflict</h2><p>mean task weight per epoch, and the mean cosine "
+                     "similarity of each pair of task gradients on the shared parameters (below 0: conflict)</p>"
+                     f'<img alt="task weights and gradient conflict" src="data:image/png;base64,{data}">')
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run.config.name)}</title>" \

@@ -49,6 +49,8 @@ def orthogonality(shared: torch.Tensor, private: torch.Tensor) -> torch.Tensor:
 @ARCHITECTURES.register("adversarial", "shared-private encoders; task discriminator through gradient reversal; "
                                        "orthogonality penalty (ASP-MTL)")
 class Adversarial(Sharing):
+    has_representation = True  # the shared encoder's features
+
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         adversarial_weight: float = Field(0.05, ge=0, description="weight of the task discriminator's loss")
@@ -82,7 +84,7 @@ class Adversarial(Sharing):
         return [f"private.{task}.", f"towers.{task}."]
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        shared = self.shared(self.shared_inputs(features))
+        shared = self.keep(self.shared(self.shared_inputs(features)))
         private = {task: enc(features) for task, enc in self.private.items()}
         self._last = (shared, private) if self.training else None
         return {task: self.towers[task](torch.cat([shared, private[task]], dim=-1)) for task in self.tasks}

@@ -104,6 +104,13 @@ class Sharing(nn.Module):
     independent: ClassVar[bool] = False  # True: tasks share nothing, so each may keep its own best epoch
     uses_depth: ClassVar[bool] = False  # True: reads `tasks.<name>.depth`
     recorder: GateRecorder | None = None  # gated architectures record their routing here
+    has_representation: ClassVar[bool] = False  # True: `keep(...)` stores the activation every task path crosses
+    representation: torch.Tensor | None = None
+
+    def keep(self, rep: torch.Tensor) -> torch.Tensor:
+        """Remember the shared representation of a training pass (gradient balancers read its gradients)."""
+        self.representation = rep if self.training and torch.is_grad_enabled() else None
+        return rep
 
     out_dims: dict[str, int]
 

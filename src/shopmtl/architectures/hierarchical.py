@@ -18,6 +18,7 @@ from .base import ARCHITECTURES, BuildContext, Sharing, mlp, towers
                                         "`tasks.<name>.depth`")
 class Hierarchical(Sharing):
     uses_depth = True
+    has_representation = True  # the trunk at the shallowest task depth
 
     @classmethod
     def check_options(cls, options: dict[str, Any], config: ExperimentConfig) -> Any:
@@ -55,4 +56,5 @@ class Hierarchical(Sharing):
         states = [self.inputs(features)]
         for layer in self.trunk[: self.needed]:
             states.append(layer(states[-1]))
+        self.keep(states[min(self.depth.values())])
         return {t: self.towers[t](states[d]) for t, d in self.depth.items()}

@@ -40,6 +40,7 @@ class MoEOptions(BaseModel):
 class _MoE(Sharing):
     Options = MoEOptions
     per_task_gates = True
+    has_representation = True  # the experts' outputs
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
@@ -62,7 +63,7 @@ class _MoE(Sharing):
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = self.inputs(features)
-        out = self.experts(x)
+        out = self.keep(self.experts(x))
         self.recorder.outputs("experts", self.expert_names, out)
         mixed = {}
         for name, gate in self.gates.items():

@@ -10,6 +10,8 @@ from .base import ARCHITECTURES, BuildContext, Sharing, mlp, towers
 
 @ARCHITECTURES.register("shared_bottom", "hard sharing: shared inputs + bottom MLP, one tower per task")
 class SharedBottom(Sharing):
+    has_representation = True
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         m = ctx.model
@@ -24,5 +26,5 @@ class SharedBottom(Sharing):
         return [f"towers.{task}."]
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        shared = self.bottom(self.inputs(features))
+        shared = self.keep(self.bottom(self.inputs(features)))
         return {task: tower(shared) for task, tower in self.towers.items()}

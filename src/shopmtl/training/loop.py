@@ -23,6 +23,7 @@ from ..config import TrainConfig
 from ..data.batching import Encoded, batches, n_batches
 from ..model import MultiTaskModel
 from ..tasks import Task
+from .conflict import ConflictMonitor
 from .evaluate import evaluate
 from .monitor import Monitor
 
@@ -69,6 +70,8 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     scaler = torch.amp.GradScaler("cuda") if amp else None
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else nullcontext
     trackers = _trackers(model, tasks, monitor)
+    conflicts = ConflictMonitor(list(tasks), model.shared_parameters(), cfg.conflict_every)
+    global_step = 0
     result = FitResult()
     start = time.perf_counter()
     steps = n_batches(len(train), cfg.batch_size, cfg.max_batches_per_epoch)
@@ -84,10 +87,13 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
                    total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
                    dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
+            global_step += 1
             with autocast():
                 out = model(batch["features"])
                 losses = {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
                 regs = model.regularisers(batch["masks"])
+            if conflicts.due(global_step, step):
+                conflicts.measure(losses, batch["masks"])
             extra = sum(regs.values()) if regs else None
             optimizer.zero_grad(set_to_none=True)
             weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()},
@@ -101,6 +107,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
                 scaler.update()
             else:
                 optimizer.step()
+            balancer.after_step(lambda b=batch: _recompute(model, tasks, b))
             for t in tasks:
                 sums[t] += float(losses[t].detach())
                 weight_sums[t] += weights[t]
@@ -108,6 +115,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
                 reg_sums[r] = reg_sums.get(r, 0.0) + float(v.detach())
             bar.set_postfix({t: f"{sums[t] / step:.3f}" for t in tasks})
         bar.close()
+        balancer.on_epoch_end({t: sums[t] / max(steps, 1) for t in tasks})
 
         with recording(model) as routing:
             metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
@@ -115,6 +123,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         row.update({f"train.{t}.loss": sums[t] / max(steps, 1) for t in tasks})
         row.update({f"train.reg.{r}": v / max(steps, 1) for r, v in reg_sums.items()})
         row.update(gate_columns(routing))
+        row.update(conflicts.columns())
         row.update({f"weight.{t}": weight_sums[t] / max(steps, 1) for t in tasks})
         row["valid.loss"] = float(sum(valid_losses.values()))
         row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})
@@ -134,6 +143,13 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     result.best_epoch = {name: t.epoch for name, t in trackers.items()}
     result.seconds = time.perf_counter() - start
     return result
+
+
+@torch.no_grad()
+def _recompute(model: MultiTaskModel, tasks: dict[str, Task], batch: dict) -> dict[str, torch.Tensor]:
+    """This batch's task losses after the step (balancers that measure a step's effect, e.g. FAMO)."""
+    out = model(batch["features"])
+    return {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
 
 
 def _epoch_line(row: dict[str, float], tasks: dict[str, Task], monitor: Monitor) -> str:
