@@ -142,11 +142,11 @@ def train_toy(method: str, targets: dict, x: torch.Tensor, steps: int, lr: float
 
 def test_uncertainty_weights_converge_toward_inverse_noise_variances():
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(2000, 3, generator=gen)
+    x = torch.randn(500, 3, generator=gen)
     signal = x @ torch.tensor([1.0, -2.0, 0.5])
     sigma = {"a": 0.5, "b": 2.0}
-    targets = {t: signal + s * torch.randn(2000, generator=gen) for t, s in sigma.items()}
-    _, balancer, history = train_toy("uncertainty", targets, x, steps=1500, lr=0.03)
+    targets = {t: signal + s * torch.randn(500, generator=gen) for t, s in sigma.items()}
+    _, balancer, history = train_toy("uncertainty", targets, x, steps=600, lr=0.05)
     w = history[-1][1]
     # at the optimum ½·e^(−s) = 1/(2·MSE) and the MSE is the noise variance
     for t, s in sigma.items():
