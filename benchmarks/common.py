@@ -38,7 +38,7 @@ def train(config: str, label: str, data_dir: str, runs: Path, overrides: list[st
     return {"config": config, "architecture": label, "overrides": overrides, "run": str(path),
             "wall_seconds": round(seconds, 1), "train_seconds": metrics["train_seconds"],
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "epochs_run": metrics["epochs_run"],
-            "best_epoch": metrics["best_epoch"], "parameters": metrics["parameters"], "test": metrics["test"],
+            "best_epoch": metrics["best_epoch"], "parameters": metrics["parameters"], "test": metrics["test"], "valid": metrics.get("valid"),
             "rows": metrics["rows"], "expert_flags": metrics.get("expert_use", {}).get("flags"),
             "funnels": metrics.get("funnels")}
 

@@ -1,0 +1,112 @@
+"""Benchmark for the balancing issue: every balancer × (shared_bottom, mmoe) on the Taobao shopping guide and the
+reviews config, against single-task models: per-task test metrics, Δm%, seconds per epoch.
+
+The best method per dataset is named twice: by validation Δm% (how one should choose) and by test Δm%. Each run is
+its own `shopmtl train` process; with --jobs 2 two run side by side, each on one PyTorch thread. Writes
+benchmarks/results/balancing.{json,md}.
+
+    python benchmarks/balancing.py [--configs shopping_guide,reviews] [--jobs 2] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import OUT, ROOT, fmt, gain, machine, task_types, train
+
+METHODS = ["equal", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "famo"]
+ARCHITECTURES = ["shared_bottom", "mmoe"]
+CONFIGS = ["shopping_guide", "reviews"]
+PRIMARY = {"binary": "auc", "multiclass": "accuracy", "multilabel": "micro_f1", "regression": "rmse"}
+
+
+def plan(configs: list[str], extra: list[str]) -> list[tuple[str, str, list[str]]]:
+    jobs = []
+    for config in configs:
+        jobs.append((config, "single", ["model.architecture=single", *extra]))
+        for arch in ARCHITECTURES:
+            jobs += [(config, f"{arch}/{m}", [f"model.architecture={arch}", f"balance.method={m}", *extra])
+                     for m in METHODS]
+    return jobs
+
+
+def delta_m(run: dict, base: dict, kinds: dict[str, str], split: str) -> float:
+    gains = [gain(run[split][t][PRIMARY[k]], base[split][t][PRIMARY[k]], PRIMARY[k]) for t, k in kinds.items()]
+    return sum(gains) / len(gains)
+
+
+def markdown(results: list[dict], command: str) -> str:
+    lines = [machine(), "", f"Command: `{command}`", ""]
+    for config in [c for c in CONFIGS if any(r["config"] == c for r in results)]:
+        runs = {r["architecture"]: r for r in results if r["config"] == config}
+        kinds = task_types(config)
+        base = runs["single"]
+        rows = base["rows"]
+        lines += [f"### {config} (rows train/valid/test: {rows['train']}/{rows['valid']}/{rows['test']})", "",
+                  "| architecture / method | " + " | ".join(f"{t} {PRIMARY[k]}" for t, k in kinds.items()) +
+                  " | Δm% test | Δm% valid | s / epoch | epochs |",
+                  "| --- |" + " ---: |" * (len(kinds) + 4)]
+        scored = []
+        for label in ["single"] + [f"{a}/{m}" for a in ARCHITECTURES for m in METHODS]:
+            if label not in runs:
+                continue
+            r = runs[label]
+            test_dm, valid_dm = delta_m(r, base, kinds, "test"), delta_m(r, base, kinds, "valid")
+            if label != "single":
+                scored.append((label, test_dm, valid_dm))
+            per_epoch = r["train_seconds"] / max(r["epochs_run"], 1)
+            cells = [fmt(r["test"][t][PRIMARY[k]]) for t, k in kinds.items()]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {test_dm:+.2f}% | {valid_dm:+.2f}% | "
+                         f"{per_epoch:.1f} | {r['epochs_run']} |")
+        if scored:
+            by_valid = max(scored, key=lambda s: s[2] if not math.isnan(s[2]) else -math.inf)
+            by_test = max(scored, key=lambda s: s[1] if not math.isnan(s[1]) else -math.inf)
+            lines += ["", f"Best by validation Δm%: **{by_valid[0]}** (valid {by_valid[2]:+.2f}%, test "
+                          f"{by_valid[1]:+.2f}%). Best on test: {by_test[0]} ({by_test[1]:+.2f}%).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--only", default=None, help="comma-separated labels to (re)run, e.g. single,mmoe/famo")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], help="an override for every run (e.g. train.epochs=4)")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
+    args = p.parse_args()
+    saved = OUT / "balancing.json"
+    command = "python benchmarks/balancing.py " + " ".join(sys.argv[1:])
+    if args.render:
+        results = json.loads(saved.read_text())
+        (OUT / "balancing.md").write_text(markdown(results, results[0]["command"]))
+        return
+    jobs = [j for j in plan(args.configs.split(","), args.set) if not args.only or j[1] in args.only.split(",")]
+    runs = ROOT / "benchmarks" / "out" / time.strftime("%Y%m%d-%H%M%S")
+    threads = ["train.threads=1"] if args.jobs > 1 else []
+
+    def one(job: tuple[str, str, list[str]]) -> dict:
+        config, label, overrides = job
+        r = train(config, label.replace("/", "-"), args.data_dir, runs, overrides + threads)
+        r["architecture"] = label
+        print(f"{config} / {label}: {r['train_seconds']} s", flush=True)
+        return {**r, "command": command}
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(one, jobs))
+    OUT.mkdir(parents=True, exist_ok=True)
+    if saved.exists():  # keep results this invocation did not redo
+        done = {(r["config"], r["architecture"]) for r in results}
+        results = [r for r in json.loads(saved.read_text()) if (r["config"], r["architecture"]) not in done] + results
+    saved.write_text(json.dumps(results, indent=2))
+    (OUT / "balancing.md").write_text(markdown(results, command))
+    print(markdown(results, command))
+
+
+if __name__ == "__main__":
+    main()
