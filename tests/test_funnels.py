@@ -127,6 +127,8 @@ def test_a_funnel_the_data_contradicts_is_refused_and_a_small_breach_is_warned(c
     ({"view": {"type": "binary", "after": "buy"}, "buy": {"type": "binary", "after": "view"}},
      r"the funnel view → buy → view is a cycle"),
     ({"buy": {"type": "binary", "after": "buy"}}, r"the funnel buy → buy is a cycle"),
+    ({"view": {"type": "binary"}, "spend": {"type": "regression", "after": "view"}},
+     r"tasks.spend: `after:` makes a funnel .* needs a binary task; this one is regression"),
 ])
 def test_funnel_config_errors_name_the_field(tasks, message):
     with pytest.raises(ConfigError, match=message):

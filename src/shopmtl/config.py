@@ -102,6 +102,14 @@ FeatureConfig = Annotated[
 # ---------------------------------------------------------------- tasks
 class _Task(Strict):
     column: str | None = Field(None, description="label column; default: the task's name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _funnel_on_binary_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "after" in data and data.get("type") != "binary":
+            raise ValueError(f"`after:` makes a funnel p(task) = p(parent)·p(task | parent), which needs a binary "
+                             f"task; this one is {data.get('type')}: remove `after:`")
+        return data
     depth: int | None = Field(None, ge=0, description="hierarchical architecture: the trunk layer this task reads "
                               "(0 = the input encoding, 1 = the first bottom layer, …; default: the top)")
 
