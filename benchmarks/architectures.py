@@ -15,9 +15,9 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from common import OUT, ROOT, SHOWN, fmt, gain, machine, task_types, train
+from common import OUT, ROOT, SHOWN, collect, fmt, gain, machine, run_all, run_name, task_types, train
 
 ARCHITECTURES = ["single", "shared_bottom", "soft", "adversarial", "cross_stitch", "mmoe", "omoe", "ple",
                  "hierarchical"]
@@ -65,7 +65,7 @@ def markdown(results: list[dict], command: str) -> str:
         for a in labels:
             r = runs[a]
             best = r["best_epoch"].get("*", max(r["best_epoch"].values()))
-            lines.append(f"| {a} | {r['train_seconds']} | {r['train_seconds'] / base:.2f}× | {r['wall_seconds']} | "
+            lines.append(f"| {a} | {r['train_seconds']} | {r['train_seconds'] / base:.2f}× | {r['wall_seconds'] or '—'} | "
                          f"{r['peak_rss_mb']} | {r['epochs_run']} ({best}) | {r['parameters']:,} |")
         flagged = [(a, f) for a in labels for f in (runs[a].get("expert_flags") or [])]
         gated = [a for a in labels if runs[a].get("expert_flags") is not None]
@@ -86,6 +86,7 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated labels to (re)run; the rest are kept")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--collect", default=None, help="build the results from the run folders in this folder")
     p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
     args = p.parse_args()
     saved = OUT / "architectures.json"
@@ -104,8 +105,11 @@ def main() -> None:
         print(f"{config} / {label}: {r['train_seconds']} s, peak {r['peak_rss_mb']} MB", flush=True)
         return {**r, "command": command}
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(one, jobs))
+    if args.collect:  # results from the run folders of an earlier invocation (wall time not recorded)
+        results = [{**collect(Path(args.collect) / run_name(c, label), c, label, o), "command": command}
+                   for c, label, o in jobs if (Path(args.collect) / run_name(c, label)).is_dir()]
+    else:
+        results = run_all(jobs, one, args.jobs)
     OUT.mkdir(parents=True, exist_ok=True)
     if saved.exists():  # keep results this invocation did not redo
         done = {(r["config"], r["architecture"]) for r in results}

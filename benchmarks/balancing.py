@@ -15,9 +15,9 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from common import OUT, ROOT, fmt, gain, machine, task_types, train
+from common import OUT, ROOT, collect, fmt, gain, machine, run_all, run_name, task_types, train
 
 METHODS = ["equal", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "famo"]
 ARCHITECTURES = ["shared_bottom", "mmoe"]
@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--set", action="append", default=[], help="an override for every run (e.g. train.epochs=4)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--collect", default=None, help="build the results from the run folders in this folder")
     p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
     args = p.parse_args()
     saved = OUT / "balancing.json"
@@ -92,13 +93,15 @@ def main() -> None:
 
     def one(job: tuple[str, str, list[str]]) -> dict:
         config, label, overrides = job
-        r = train(config, label.replace("/", "-"), args.data_dir, runs, overrides + threads)
-        r["architecture"] = label
+        r = train(config, label, args.data_dir, runs, overrides + threads)
         print(f"{config} / {label}: {r['train_seconds']} s", flush=True)
         return {**r, "command": command}
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(one, jobs))
+    if args.collect:  # results from the run folders of an earlier invocation (wall time not recorded)
+        results = [{**collect(Path(args.collect) / run_name(c, label), c, label, o), "command": command}
+                   for c, label, o in jobs if (Path(args.collect) / run_name(c, label)).is_dir()]
+    else:
+        results = run_all(jobs, one, args.jobs)
     OUT.mkdir(parents=True, exist_ok=True)
     if saved.exists():  # keep results this invocation did not redo
         done = {(r["config"], r["architecture"]) for r in results}

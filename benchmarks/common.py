@@ -19,10 +19,15 @@ SHOWN = {"binary": ["auc", "gauc"], "multiclass": ["accuracy", "macro_f1"], "mul
 LOWER = ("rmse", "mae", "logloss")
 
 
+def run_name(config: str, label: str) -> str:
+    """The run folder name of a benchmark label (names allow letters, digits, _ . -)."""
+    return f"{config}-" + "".join(c if c.isalnum() or c in "_.-" else "_" for c in label)
+
+
 def train(config: str, label: str, data_dir: str, runs: Path, overrides: list[str]) -> dict:
     """Train `configs/<config>.yaml` with `overrides` in a child process; the run's metrics, time and peak RSS."""
     cmd = [sys.executable, "-m", "shopmtl", "train", str(ROOT / "configs" / f"{config}.yaml"),
-           "--data-dir", data_dir, "--output-dir", str(runs), "--set", f"name={config}-{label}",
+           "--data-dir", data_dir, "--output-dir", str(runs), "--set", f"name={run_name(config, label)}",
            "--set", "train.progress=false"]
     for o in overrides:
         cmd += ["--set", o]
@@ -32,15 +37,36 @@ def train(config: str, label: str, data_dir: str, runs: Path, overrides: list[st
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
     path = Path(output.split("run saved to ")[1].split()[0])
+    return {**collect(path, config, label, overrides), "wall_seconds": round(seconds, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def collect(path: Path, config: str, label: str, overrides: list[str]) -> dict:
+    """A benchmark result from a run folder (wall time is the caller's; peak RSS as the run measured it)."""
     metrics = json.loads((path / "metrics.json").read_text())
     return {"config": config, "architecture": label, "overrides": overrides, "run": str(path),
-            "wall_seconds": round(seconds, 1), "train_seconds": metrics["train_seconds"],
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "epochs_run": metrics["epochs_run"],
-            "best_epoch": metrics["best_epoch"], "parameters": metrics["parameters"], "test": metrics["test"], "valid": metrics.get("valid"),
+            "wall_seconds": None, "train_seconds": metrics["train_seconds"], "peak_rss_mb": metrics["peak_rss_mb"],
+            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+            "parameters": metrics["parameters"], "test": metrics["test"], "valid": metrics.get("valid"),
             "rows": metrics["rows"], "expert_flags": metrics.get("expert_use", {}).get("flags"),
             "funnels": metrics.get("funnels")}
+
+
+def run_all(jobs: list, one, n_jobs: int) -> list[dict]:  # noqa: ANN001
+    """Run the jobs `n_jobs` at a time; a failed run is reported and left out, never losing the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guarded(job):  # noqa: ANN001, ANN202
+        try:
+            return one(job)
+        except RuntimeError as e:
+            print(f"FAILED {job[:2]}: {e}", flush=True)
+            return None
+
+    with ThreadPoolExecutor(n_jobs) as pool:
+        return [r for r in pool.map(guarded, jobs) if r is not None]
 
 
 def task_types(config: str) -> dict[str, str]:
