@@ -25,6 +25,9 @@ ARCHITECTURES = ["single", "shared_bottom", "soft", "adversarial", "cross_stitch
 # buy after click (27%) and buy after cart (44%) do not, and the data check refuses them
 VARIANTS = {"shopping_guide": {"shared_bottom+funnel": ["model.architecture=shared_bottom", "tasks.cart.after=click"],
                                "mmoe+funnel": ["model.architecture=mmoe", "tasks.cart.after=click"]}}
+# task depths of `hierarchical`, chosen on the validation split with benchmarks/sweep_valid.py (RESULTS.md)
+DEPTHS = {"shopping_guide": ["tasks.fav.depth=1"],
+          "reviews": ["tasks.department.depth=0", "tasks.recommend.depth=0"]}
 CONFIGS = ["reviews", "shopping_guide"]
 SHOWN_CONFIGS = ["shopping_guide", "reviews"]
 
@@ -32,7 +35,8 @@ SHOWN_CONFIGS = ["shopping_guide", "reviews"]
 def plan(configs: list[str]) -> list[tuple[str, str, list[str]]]:
     jobs = []
     for config in configs:
-        jobs += [(config, a, [f"model.architecture={a}"]) for a in ARCHITECTURES]
+        jobs += [(config, a, [f"model.architecture={a}"] + (DEPTHS.get(config, []) if a == "hierarchical" else []))
+                 for a in ARCHITECTURES]
         jobs += [(config, label, o) for label, o in VARIANTS.get(config, {}).items()]
     return jobs
 
