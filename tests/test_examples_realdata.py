@@ -86,7 +86,7 @@ def test_shopping_guide_predicts_a_csv_of_samples(capsys, shared_data, tmp_path)
 
 @pytest.mark.realdata
 def test_the_shopping_funnel_keeps_cart_within_click_and_refuses_buy_after_cart(capsys, shared_data, tmp_path):
-    run = _trained(capsys, "shopping_funnel", [], shared_data)
+    run = _trained(capsys, "shopping_funnel", ["--set", "model.architecture=mmoe"], shared_data)
     check = run.metrics["funnels"]["cart"]
     assert check["after"] == "click" and 0 < check["share"] < 0.1  # a few carts have no click that day
     assert set(run.metrics["expert_use"]["gates"]) == {"click", "fav", "cart", "buy"}
