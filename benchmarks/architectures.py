@@ -62,7 +62,9 @@ def markdown(results: list[dict], command: str) -> str:
                     for a, v in zip(labels, values, strict=True):
                         gains[a].append(gain(v, runs["single"]["test"][task].get(metric), metric))
         dm = {a: sum(g) / len(g) if g else math.nan for a, g in gains.items()}
-        lines.append("| **Δm% vs single** | primary | " + " | ".join(f"**{dm[a]:+.2f}%**" for a in labels) + " |")
+        top = max(dm[a] for a in labels)
+        lines.append("| **Δm% vs single** | primary | " + " | ".join(
+            f"**{dm[a]:+.2f}%**" if dm[a] == top else f"{dm[a]:+.2f}%" for a in labels) + " |")
         lines += ["", "| architecture | train s | × single | wall s | peak RSS MB | epochs (best) | parameters |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         base = runs["single"]["train_seconds"]
