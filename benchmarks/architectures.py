@@ -10,14 +10,9 @@ are the test split's. Writes benchmarks/results/architectures.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-import time
-from pathlib import Path
 
-from common import OUT, ROOT, SHOWN, collect, fmt, gain, machine, run_all, run_name, task_types, train
+from common import SHOWN, benchmark_main, fmt, gain, machine, task_types
 
 ARCHITECTURES = ["single", "shared_bottom", "soft", "adversarial", "cross_stitch", "mmoe", "omoe", "ple",
                  "hierarchical"]
@@ -86,44 +81,5 @@ def markdown(results: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--only", default=None, help="comma-separated labels to (re)run; the rest are kept")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--collect", default=None, help="build the results from the run folders in this folder")
-    p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
-    args = p.parse_args()
-    saved = OUT / "architectures.json"
-    command = "python benchmarks/architectures.py " + " ".join(sys.argv[1:])
-    if args.render:
-        results = json.loads(saved.read_text())
-        (OUT / "architectures.md").write_text(markdown(results, results[0]["command"]))
-        return
-    jobs = [j for j in plan(args.configs.split(",")) if not args.only or j[1] in args.only.split(",")]
-    runs = ROOT / "benchmarks" / "out" / time.strftime("%Y%m%d-%H%M%S")
-    threads = ["train.threads=1"] if args.jobs > 1 else []
-
-    def one(job: tuple[str, str, list[str]]) -> dict:
-        config, label, overrides = job
-        r = train(config, label, args.data_dir, runs, overrides + threads)
-        print(f"{config} / {label}: {r['train_seconds']} s, peak {r['peak_rss_mb']} MB", flush=True)
-        return {**r, "command": command}
-
-    if args.collect:  # results from the run folders of an earlier invocation (wall time not recorded)
-        results = [{**collect(Path(args.collect) / run_name(c, label), c, label, o), "command": command}
-                   for c, label, o in jobs if (Path(args.collect) / run_name(c, label)).is_dir()]
-    else:
-        results = run_all(jobs, one, args.jobs)
-    OUT.mkdir(parents=True, exist_ok=True)
-    if saved.exists():  # keep results this invocation did not redo
-        done = {(r["config"], r["architecture"]) for r in results}
-        results = [r for r in json.loads(saved.read_text()) if (r["config"], r["architecture"]) not in done] + results
-    saved.write_text(json.dumps(results, indent=2))
-    (OUT / "architectures.md").write_text(markdown(results, command))
-    print(markdown(results, command))
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main("architectures", CONFIGS, lambda configs, args: plan(configs), markdown)

@@ -90,3 +90,50 @@ def machine() -> str:
 
 def fmt(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def benchmark_main(name: str, configs: list[str], plan, markdown, extra_args=None) -> None:  # noqa: ANN001
+    """The command line every side-by-side benchmark shares: plan the runs, run them (or collect or re-render),
+    merge with the saved results of runs not redone, write `results/<name>.{json,md}`.
+
+    `plan(configs, args)` → [(config, label, overrides)]; `markdown(results, command)` → the report."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--configs", default=",".join(configs))
+    p.add_argument("--only", default=None, help="comma-separated labels to (re)run; the rest are kept")
+    p.add_argument("--jobs", type=int, default=2, help="runs side by side (each on one PyTorch thread when > 1)")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--collect", default=None, help="build the results from the run folders in this folder")
+    p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
+    if extra_args:
+        extra_args(p)
+    args = p.parse_args()
+    saved, report = OUT / f"{name}.json", OUT / f"{name}.md"
+    command = f"python benchmarks/{name}.py " + " ".join(sys.argv[1:])
+    if args.render:
+        results = json.loads(saved.read_text())
+        report.write_text(markdown(results, results[0]["command"]))
+        return
+    jobs = [j for j in plan(args.configs.split(","), args) if not args.only or j[1] in args.only.split(",")]
+    runs = ROOT / "benchmarks" / "out" / time.strftime("%Y%m%d-%H%M%S")
+    threads = ["train.threads=1"] if args.jobs > 1 else []
+
+    def one(job: tuple[str, str, list[str]]) -> dict:
+        config, label, overrides = job
+        r = train(config, label, args.data_dir, runs, overrides + threads)
+        print(f"{config} / {label}: {r['train_seconds']} s, peak {r['peak_rss_mb']} MB", flush=True)
+        return {**r, "command": command}
+
+    if args.collect:  # results from the run folders of an earlier invocation (wall time not recorded)
+        results = [{**collect(Path(args.collect) / run_name(c, label), c, label, o), "command": command}
+                   for c, label, o in jobs if (Path(args.collect) / run_name(c, label)).is_dir()]
+    else:
+        results = run_all(jobs, one, args.jobs)
+    OUT.mkdir(parents=True, exist_ok=True)
+    if saved.exists():  # keep results this invocation did not redo
+        done = {(r["config"], r["architecture"]) for r in results}
+        results = [r for r in json.loads(saved.read_text()) if (r["config"], r["architecture"]) not in done] + results
+    saved.write_text(json.dumps(results, indent=2))
+    report.write_text(markdown(results, command))
+    print(markdown(results, command))
