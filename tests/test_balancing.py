@@ -269,3 +269,14 @@ def test_a_run_records_conflicts_and_weights_and_plots_them(synthetic_yaml):
     assert "gradient conflict" in report and "task weights" in report
     off = Experiment(load_config(synthetic_yaml, ["train.conflict_every=null"])).fit(save=False)
     assert not any(k.startswith("conflict.") for k in off.history[0])
+
+
+@pytest.mark.parametrize("architecture", ["soft", "adversarial", "omoe", "ple", "hierarchical"])
+@pytest.mark.parametrize("method", ["mgda", "gradnorm", "famo"])
+def test_the_other_architectures_take_every_gradient_path(synthetic_yaml, method, architecture):
+    """mgda: per-task gradients (representation or parameters); gradnorm: gradient norms and its own optimiser;
+    famo: the after-step re-forward — on the architectures the test above does not cover."""
+    run = Experiment(load_config(synthetic_yaml, [f"balance.method={method}", f"model.architecture={architecture}",
+                                                  "train.epochs=2"])).fit(save=False)
+    assert np.isfinite(run.metrics["test"]["liked"]["auc"])
+    assert all(np.isfinite(run.history[-1][f"weight.{t}"]) for t in ("liked", "kind", "score"))
