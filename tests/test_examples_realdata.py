@@ -28,6 +28,7 @@ EXAMPLES = {
     "shopping_funnel": ([], "taobao_ecomm_cikm2019", 45619),
     "user_profile": ([], "taobao_ecomm_cikm2019", 1149),
     "catalog": (["--set", "data.source.limit=4000"], "bigbasket_products", 16003),
+    "taobao_titles": (["--set", "data.source.limit=1500"], "taobao_ecommerce_ner", 6998),
 }
 
 

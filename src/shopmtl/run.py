@@ -27,7 +27,10 @@ RUN_FILES = ("config.yaml", "preprocessor.json", "model.pt")
 
 
 def build_tasks(config: ExperimentConfig) -> dict[str, Task]:
-    return {name: build_task(name, cfg, config.task_column(name)) for name, cfg in config.tasks.items()}
+    tasks = {name: build_task(name, cfg, config.task_column(name)) for name, cfg in config.tasks.items()}
+    for task in tasks.values():
+        task.bind(config)
+    return tasks
 
 
 def unique_dir(path: Path) -> Path:
@@ -112,6 +115,11 @@ class Run:
         preds = predict(self.model, self.tasks, enc, batch_size, self.device, conditional=True)
         out: dict[str, Any] = {}
         for name, task in self.tasks.items():
+            if task.text_feature is not None:  # spans: their text and character offsets in the input
+                column = df[self.config.feature_column(task.text_feature)]
+                offsets = self.preprocessor.processors[task.text_feature].offsets(column)
+                out.update(task.decode(preds[name], (column.tolist(), offsets)))
+                continue
             out.update(task.decode(preds[name]))
             parent = self.model.parents.get(name)
             if parent is not None:  # a funnel: its head's own p(task | parent), next to the entire-space p(task)
@@ -178,7 +186,17 @@ class Run:
         return rows
 
 
+def _flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of structured values (a tagging task's spans per row) as JSON text, which CSV and Parquet hold."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object and len(out) and isinstance(out[col].iloc[0], dict | list):
+            out[col] = out[col].map(lambda v: json.dumps(v, ensure_ascii=False))
+    return out
+
+
 def _write_chunk(frame: pd.DataFrame, path: Path, fmt: str, writer: Any, first: bool) -> Any:
+    frame = _flat(frame)
     if fmt == "csv":
         frame.to_csv(path, mode="w" if first else "a", header=first, index=False)
         return None

@@ -143,6 +143,13 @@ class Sharing(nn.Module):
         """State-dict prefixes (within this module) owned by one task alone."""
         return []
 
+    def task_inputs(self, task: str) -> InputEncoder:
+        """The input encoder on a task's path: its own where it has one, else the shared one (a tagging head
+        reads the per-token vectors this encoder leaves in `sequences`)."""
+        encoders = [(n, m) for n, m in self.named_modules() if isinstance(m, InputEncoder)]
+        owned = [m for n, m in encoders if (n + ".").startswith(tuple(self.task_prefixes(task)))]
+        return (owned or [m for _, m in encoders])[0]
+
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise TypeError(f"{type(self).__name__} must define forward")
 

@@ -107,7 +107,8 @@ class GradientBalancer(Balancer):
 
     def __init__(self, tasks: list[str], config: ExperimentConfig, model: nn.Module):
         super().__init__(tasks, config, model)
-        has_rep = getattr(model.sharing, "has_representation", False)
+        # tagging heads read per-token vectors past the representation: then only parameter gradients are whole
+        has_rep = getattr(model.sharing, "has_representation", False) and not getattr(model, "reads_sequences", False)
         choice = self.opts.grad_on
         if choice == "representation" and not has_rep:
             log.warning("balance.grad_on=representation: architecture `%s` exposes no shared representation; "

@@ -39,6 +39,9 @@ def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task],
     for name, task in tasks.items():
         if task.column not in df.columns:
             continue
+        if task.text_feature is not None:
+            text = preprocessor.config.feature_column(task.text_feature)
+            task.check(df, preprocessor.processors[task.text_feature].token_counts(df[text]))
         enc.targets[name], enc.masks[name] = task.encode(df[task.column])
         unseen = task.unseen_labels(df[task.column])
         if split is not None and unseen:

@@ -3,6 +3,7 @@ transforms and scaling, tokenised text. Its state is plain JSON, saved with the 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -12,9 +13,12 @@ import pandas as pd
 
 from ..config import CategoricalFeature, ExperimentConfig, MultiHotFeature, NumericFeature, TextFeature
 from ..errors import DataError
-from .text import tokenize
+from .text import is_tokens, token_offsets, tokenize
 
-PAD, OOV = 0, 1  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
+log = logging.getLogger("shopmtl")
+
+PAD, OOV = 0, 1
+FIRST = "@first"  # the key of a pretrained text feature's first-piece positions (features.pretrained.FIRST)  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
 
 
 def as_keys(series: pd.Series) -> pd.Series:
@@ -138,12 +142,27 @@ class MultiHotProcessor(VocabProcessor):
         return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.MAX_TOKENS)
 
 
+def _has_text(value: Any) -> bool:
+    return isinstance(value, str) or is_tokens(value)
+
+
 class TextProcessor(VocabProcessor):
+    """Raw text is tokenised (`tokenizer:`); a row that is already a token list is kept as it is."""
+
     cfg: TextFeature
 
-    def _tokens(self, col: pd.Series) -> list[list[str]]:
+    def _tokens(self, col: pd.Series, lowercase: bool | None = None) -> list[list[str]]:
         c = self.cfg
-        return [tokenize(v, c.tokenizer, c.lowercase)[: c.max_len] if isinstance(v, str) else []
+        lower = c.lowercase if lowercase is None else lowercase
+        return [tokenize(v, c.tokenizer, lower)[: c.max_len] if _has_text(v) else [] for v in col.tolist()]
+
+    def token_counts(self, col: pd.Series) -> list[int]:
+        """Tokens per row before the `max_len` cut (what a tagging task's tags must match)."""
+        return [len(tokenize(v, self.cfg.tokenizer, False)) if _has_text(v) else 0 for v in col.tolist()]
+
+    def offsets(self, col: pd.Series) -> list[list[tuple[int, int]]]:
+        """Per row, where each kept token lies (see `data.text.token_offsets`)."""
+        return [token_offsets(v, self.cfg.tokenizer)[: self.cfg.max_len] if _has_text(v) else []
                 for v in col.tolist()]
 
     def fit(self, col: pd.Series) -> None:
@@ -154,7 +173,53 @@ class TextProcessor(VocabProcessor):
         return _pad([self.vocab.ids(row) for row in self._tokens(col)], self.cfg.max_len)
 
 
-Processor = CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor
+class PretrainedTextProcessor(TextProcessor):
+    """Text for a pretrained encoder: the feature's tokens split into the encoder's word pieces. `transform`
+    gives the piece ids [N, W] (with the model's start and end pieces) and each token's first-piece position
+    [N, max_len] (0 past the row's tokens). Nothing is fitted: the vocabulary is the encoder's."""
+
+    MAX_PIECES = 512
+
+    def __init__(self, cfg: TextFeature, pretrained: str):
+        super().__init__(cfg)
+        from ..features.pretrained import PieceCache
+
+        self.pretrained = pretrained
+        self.cache = PieceCache(pretrained)
+
+    def fit(self, col: pd.Series) -> None:
+        tokens = [t for row in self._tokens(col, lowercase=False) for t in row]
+        self.unknown = self.cache.unknown_share(tokens)
+        if self.unknown > 0.2:
+            log.warning("column `%s`: %.0f%% of its tokens are unknown to the tokenizer of `%s`; that encoder "
+                        "cannot read this text well (all-MiniLM-L6-v2 knows English: for Chinese, use the "
+                        "bilstm, cnn or transformer encoder over characters)", col.name, 100 * self.unknown,
+                        self.pretrained)
+
+    @property
+    def size(self) -> int:
+        return len(self.cache.tokenizer)
+
+    def transform(self, col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        tok = self.cache.tokenizer
+        rows = self._tokens(col, lowercase=False)
+        pieces, first = [], []
+        for row in rows:
+            ids, starts = [tok.cls_token_id], []
+            for token_pieces in self.cache.ids(row):
+                if len(ids) + len(token_pieces) >= self.MAX_PIECES:
+                    break
+                starts.append(len(ids))
+                ids += token_pieces
+            pieces.append(ids + [tok.sep_token_id])
+            first.append(starts)
+        return _pad(pieces, max(map(len, pieces), default=1)), _pad(first, self.cfg.max_len)
+
+    def state(self) -> dict[str, Any]:
+        return {"pretrained": self.pretrained}
+
+
+Processor = CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor | PretrainedTextProcessor
 _KINDS: dict[str, type] = {"categorical": CategoricalProcessor, "numeric": NumericProcessor,
                            "multihot": MultiHotProcessor, "text": TextProcessor}
 
@@ -162,7 +227,15 @@ _KINDS: dict[str, type] = {"categorical": CategoricalProcessor, "numeric": Numer
 def _restore(cfg: Any, state: dict[str, Any]) -> Processor:
     if cfg.type == "numeric":
         return NumericProcessor(cfg, state["mean"], state["std"])
+    if "pretrained" in state:
+        return PretrainedTextProcessor(cfg, state["pretrained"])
     return _KINDS[cfg.type](cfg, Vocab(state["vocab"]))
+
+
+def _processor(config: ExperimentConfig, feature: Any) -> Processor:
+    if feature.type == "text" and config.model.text.encoder == "pretrained":
+        return PretrainedTextProcessor(feature, config.model.text.pretrained)
+    return _KINDS[feature.type](feature)
 
 
 class Preprocessor:
@@ -170,7 +243,7 @@ class Preprocessor:
 
     def __init__(self, config: ExperimentConfig, processors: dict[str, Processor] | None = None):
         self.config = config
-        self.processors = processors or {name: _KINDS[f.type](f) for name, f in config.features.items()}
+        self.processors = processors or {name: _processor(config, f) for name, f in config.features.items()}
 
     def columns(self) -> dict[str, str]:
         return {name: self.config.feature_column(name) for name in self.config.features}
@@ -185,7 +258,14 @@ class Preprocessor:
         if missing:
             raise DataError(f"input lacks feature column(s) {missing}; the model was trained on "
                             f"{sorted(set(self.columns().values()))}")
-        return {name: self.processors[name].transform(df[column]) for name, column in self.columns().items()}
+        out: dict[str, np.ndarray] = {}
+        for name, column in self.columns().items():
+            arrays = self.processors[name].transform(df[column])
+            if isinstance(arrays, tuple):  # a pretrained text feature: piece ids and first-piece positions
+                out[name], out[name + FIRST] = arrays
+            else:
+                out[name] = arrays
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {name: p.state() for name, p in self.processors.items()}

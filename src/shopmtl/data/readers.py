@@ -151,7 +151,7 @@ def snake(name: str) -> str:
 
 def register_all() -> None:
     """Import the modules that register readers (imported for their side effect)."""
-    from . import catalog, reviews, tabular, taobao  # noqa: F401
+    from . import catalog, reviews, tabular, taobao, tokens  # noqa: F401
 
 
 register_all()

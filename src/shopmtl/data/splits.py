@@ -14,8 +14,21 @@ SPLITS = ("train", "valid", "test")
 def _unit_hash(values: pd.DataFrame | pd.Series, seed: int) -> np.ndarray:
     """A number in [0, 1) per row that depends only on the row's values and the seed, not on row order."""
     key = f"shopmtl{seed:09d}"[:16]
+    values = _hashable(values)
     h = pd.util.hash_pandas_object(values, index=False, hash_key=key).to_numpy(dtype=np.uint64)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _hashable(values: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """List-valued columns (token lists) as their text, which pandas can hash."""
+    def fix(col: pd.Series) -> pd.Series:
+        if col.dtype == object and len(col) and isinstance(col.iloc[0], list | tuple | np.ndarray):
+            return col.map(lambda v: "\x1f".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v)
+        return col
+
+    if isinstance(values, pd.Series):
+        return fix(values)
+    return values.apply(fix) if any(values[c].dtype == object for c in values.columns) else values
 
 
 def _by_fraction(u: np.ndarray, valid: float, test: float) -> np.ndarray:
@@ -66,6 +79,11 @@ def assign_splits(df: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
             raise DataError(f"data.split.column `{cfg.column}`: values must be train/valid/test, found "
                             f"{out[bad].iloc[0]!r} in row {int(np.flatnonzero(bad.to_numpy())[0])}")
         out = out.to_numpy(dtype=object)
+        if not (out == "valid").any() and cfg.valid > 0:  # no valid rows given: carve them out of train
+            train = out == "train"
+            u = _unit_hash(df[train], cfg.seed)
+            carved = np.where(u < cfg.valid, "valid", "train")
+            out[train] = carved
     counts = {s: int((out == s).sum()) for s in SPLITS}
     if counts["train"] == 0:
         raise DataError(f"data.split: the training split is empty ({counts}); lower valid/test")

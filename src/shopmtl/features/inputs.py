@@ -1,4 +1,5 @@
-"""The input stage of every model: one encoder per feature, concatenated into the shared input vector."""
+"""The input stage of every model: one encoder per feature, concatenated into the shared input vector. Text
+encoders also leave their per-token vectors in `sequences` for the tagging heads that read them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class InputEncoder(nn.Module):
     def __init__(self, config: ExperimentConfig, preprocessor: Preprocessor):
         super().__init__()
         encoders: dict[str, nn.Module] = {}
+        self.text: list[str] = []
         for name, feature in config.features.items():
             proc = preprocessor.processors[name]
             if feature.type == "categorical":
@@ -25,10 +27,28 @@ class InputEncoder(nn.Module):
                 encoders[name] = NumericEncoder()
             elif feature.type == "multihot":
                 encoders[name] = MultiHotEncoder(proc.size, feature.embed_dim)
+            elif config.model.text.encoder == "pretrained":
+                from .pretrained import PretrainedTextEncoder
+
+                encoders[name] = PretrainedTextEncoder(config.model.text)
+                self.text.append(name)
             else:
-                encoders[name] = TextEncoder(proc.size, config.model.text, config.model.dropout)
+                encoders[name] = TextEncoder(proc.size, config.model.text, config.model.dropout, feature.max_len)
+                self.text.append(name)
         self.encoders = nn.ModuleDict(encoders)
         self.out_dim = sum(e.out_dim for e in encoders.values())
+        self.sequences: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def sequence_width(self, name: str) -> int:
+        return self.encoders[name].out_dim
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([enc(features[name]) for name, enc in self.encoders.items()], dim=-1)
+        parts = []
+        for name, enc in self.encoders.items():
+            if name in self.text:
+                seq, mask, pooled = enc.encode(features, name)
+                self.sequences[name] = (seq, mask)
+                parts.append(pooled)
+            else:
+                parts.append(enc(features[name]))
+        return torch.cat(parts, dim=-1)

@@ -21,10 +21,14 @@ class Task(ABC):
     """One prediction target. Subclasses set `metric_names` (first = primary) and implement the hooks."""
 
     metric_names: ClassVar[tuple[str, ...]] = ()
+    text_feature: str | None = None  # a task whose head reads this text feature's per-token vectors (tagging)
 
     def __init__(self, name: str, cfg: Any, column: str):
         self.name, self.cfg, self.column = name, cfg, column
         self.unseen: dict[str, int] = {}  # split → rows whose label was unseen in training (masked)
+
+    def bind(self, config: Any) -> None:
+        """Learn what the task needs from the rest of the experiment config (e.g. its text feature's length)."""
 
     # ---- labels
     def fit(self, labels: pd.Series) -> None:

@@ -30,6 +30,7 @@ def predict(model: torch.nn.Module, tasks: dict[str, Task], enc: Encoded, batch_
     return {t: np.concatenate(parts[t]) if parts.get(t) else np.empty(0) for t in (parts or tasks)}
 
 
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, tasks: dict[str, Task], enc: Encoded, batch_size: int,
              device: torch.device) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """(metrics per task, mean loss per task) over the labelled rows of each task."""
