@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 SHOWN = {"binary": ["auc", "gauc"], "multiclass": ["accuracy", "macro_f1"], "multilabel": ["micro_f1", "macro_f1"],
-         "regression": ["rmse", "r2"]}
+         "regression": ["rmse", "r2"], "tagging": ["span_f1", "span_precision", "span_recall"]}
 LOWER = ("rmse", "mae", "logloss")
 
 
@@ -106,10 +106,11 @@ def benchmark_main(name: str, configs: list[str], plan, markdown, extra_args=Non
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--collect", default=None, help="build the results from the run folders in this folder")
     p.add_argument("--render", action="store_true", help="only re-render the markdown from the saved JSON")
+    p.add_argument("--name", default=name, help="results file name (e.g. a timing-only pass beside the main one)")
     if extra_args:
         extra_args(p)
     args = p.parse_args()
-    saved, report = OUT / f"{name}.json", OUT / f"{name}.md"
+    saved, report = OUT / f"{args.name}.json", OUT / f"{args.name}.md"
     command = f"python benchmarks/{name}.py " + " ".join(sys.argv[1:])
     if args.render:
         results = json.loads(saved.read_text())

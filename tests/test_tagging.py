@@ -351,3 +351,27 @@ def test_an_unknown_pretrained_model_is_a_config_error(tmp_path):
     raw = titles_config(tmp_path, text={"encoder": "pretrained", "pretrained": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match="model.text.pretrained: .* neither all-MiniLM-L6-v2 nor a local folder"):
         Experiment(config_from_dict(raw)).fit(data=titles_frame(40), save=False)
+
+
+def test_spans_can_be_derived_from_an_attribute_value_that_the_title_contains(tmp_path):
+    df = titles_frame(300)
+    df["brand_name"] = [" ".join(t for t, g in zip(tok, tags, strict=True) if g != "O" and g.endswith("brand"))
+                        for tok, tags in zip(df["tokens"], df["tags"], strict=True)]
+    df.loc[0, "brand_name"] = "unknown maker"  # named nowhere in its title: a row without a span
+    df.loc[1, "brand_name"] = None  # no value: unlabelled
+    raw = titles_config(tmp_path)
+    raw["tasks"] = {"brand": {"type": "tagging", "text": "title", "column": "brand_name", "labels": "value"},
+                    "category": {"type": "multiclass"}}
+    config = config_from_dict(raw)
+    from shopmtl.run import build_tasks
+
+    task = build_tasks(config)["brand"]
+    derived = task.labels(df.iloc[:3])
+    assert derived.iloc[0] == ["O"] * len(df.at[0, "tokens"]) and derived.iloc[1] is None
+    assert tags_to_spans(derived.iloc[2]) == [("brand_name", *tags_to_spans(df.at[2, "tags"])[0][1:])]
+    run = Experiment(config).fit(data=df, save=False)
+    assert run.metrics["test"]["brand"]["span_f1"] > 0.85, run.metrics["test"]
+    assert run.tasks["brand"].types == ["brand_name"]
+    raw["tasks"]["brand"]["types"] = ["a", "b"]
+    with pytest.raises(ConfigError, match="labels: value tags one span type"):
+        config_from_dict(raw)

@@ -151,6 +151,16 @@ class TaggingTask(_Task):
     crf: bool = Field(True, description="a CRF layer with Viterbi decoding; false: per-token softmax")
     types: list[str] | None = Field(None, description="span types to learn (others are read as O); "
                                     "default: every type in the training tags")
+    labels: Literal["tags", "value"] = Field("tags", description="tags: the column holds one tag per token; "
+                                             "value: it holds the attribute's value (e.g. the brand), and where "
+                                             "that value occurs in the text is the span (distant supervision)")
+
+    @model_validator(mode="after")
+    def _value_type(self) -> TaggingTask:
+        if self.labels == "value" and self.types is not None and len(self.types) != 1:
+            raise ValueError("labels: value tags one span type: give `types: [<one name>]` or leave types out "
+                             "(the type is then the task's column name)")
+        return self
 
 
 TaskConfig = Annotated[

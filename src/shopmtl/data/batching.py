@@ -42,10 +42,11 @@ def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task],
         if task.text_feature is not None:
             text = preprocessor.config.feature_column(task.text_feature)
             task.check(df, preprocessor.processors[task.text_feature].token_counts(df[text]))
-        enc.targets[name], enc.masks[name] = task.encode(df[task.column])
-        unseen = task.unseen_labels(df[task.column])
+        labels = task.labels(df)
+        enc.targets[name], enc.masks[name] = task.encode(labels)
+        unseen = task.unseen_labels(labels)
         if split is not None and unseen:
-            task.unseen[split] = int(df[task.column].astype("string").isin([str(u) for u in unseen]).sum())
+            task.unseen[split] = int(labels.astype("string").isin([str(u) for u in unseen]).sum())
         if task.group_column and task.group_column in df.columns:
             enc.groups[name] = df[task.group_column].to_numpy()
     return enc

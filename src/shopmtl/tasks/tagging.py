@@ -18,21 +18,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.text import is_tokens, span_text
+from ..data.text import is_tokens, span_text, tokenize
 from ..errors import DataError
 from .base import TASK_TYPES, Task
 from .crf import CRF
 from .spans import Span, allowed_transitions, scheme_tags, span_scores, spans_to_tags, tags_to_spans
 
 
+def _find(tokens: list[str], needle: list[str], kind: str) -> list[Span]:
+    """The first occurrence of `needle` in `tokens` as a span of `kind` (none if it does not occur)."""
+    n = len(needle)
+    for i in range(len(tokens) - n + 1 if n else 0):
+        if tokens[i: i + n] == needle:
+            return [(kind, i, i + n)]
+    return []
+
+
 class TaggingHead(nn.Module):
-    def __init__(self, rep_dim: int, seq_dim: int, n_tags: int, crf: CRF | None):
+    def __init__(self, rep_dim: int, seq_dim: int, n_tags: int, crf: CRF | None, dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(seq_dim + rep_dim, n_tags)
         self.crf = crf
 
     def forward(self, rep: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([seq, rep.unsqueeze(1).expand(-1, seq.shape[1], -1).to(seq.dtype)], dim=-1)
+        x = torch.cat([self.dropout(seq), rep.unsqueeze(1).expand(-1, seq.shape[1], -1).to(seq.dtype)], dim=-1)
         return torch.cat([self.emit(x), mask.unsqueeze(-1).to(x.dtype)], dim=-1)
 
 
@@ -47,11 +57,30 @@ class TaggingTask(Task):
         self.seen_types: list[str] = []
         self.width = 128
         self.text_column = cfg.text
+        self.dropout = 0.0  # the model's dropout, on the per-token vectors (set by `bind`)
         self._head: TaggingHead | None = None
 
     def bind(self, config: Any) -> None:
         feature = config.features[self.text_feature]
         self.width, self.text_column = feature.max_len, config.feature_column(self.text_feature)
+        self.tokenizer = feature.tokenizer
+        self.dropout = config.model.dropout
+
+    def labels(self, df: pd.DataFrame) -> pd.Series:
+        """Tags per row; with `labels: value`, derived: the first place where the column's value occurs in the
+        text as whole tokens (case-insensitive) is a span, a row whose value does not occur has no span, and a
+        row without a value is unlabelled."""
+        if self.cfg.labels == "tags":
+            return df[self.column]
+        kind = (self.cfg.types or [self.column])[0]
+        rows = []
+        for text, value in zip(df[self.text_column].tolist(), df[self.column].tolist(), strict=True):
+            tokens = tokenize(text, self.tokenizer) if isinstance(text, str) or is_tokens(text) else []
+            if not isinstance(value, str) or not value.strip():
+                rows.append(None)
+                continue
+            rows.append(spans_to_tags(_find(tokens, tokenize(value, self.tokenizer), kind), len(tokens), "bio"))
+        return pd.Series(rows, index=df.index, name=self.column, dtype=object)
 
     # ---- labels
     def _rows(self, labels: pd.Series) -> list[list[str] | None]:
@@ -126,7 +155,7 @@ class TaggingTask(Task):
 
     def check(self, df: pd.DataFrame, token_counts: list[int]) -> None:
         """Every labelled row has one tag per token of the text feature."""
-        for i, (tags, n) in zip(df.index, zip(self._rows(df[self.column]), token_counts, strict=True), strict=True):
+        for i, (tags, n) in zip(df.index, zip(self._rows(self.labels(df)), token_counts, strict=True), strict=True):
             if tags is not None and len(tags) != n:
                 raise DataError(f"tasks.{self.name}: row {i} has {len(tags)} tags in `{self.column}` but "
                                 f"{n} tokens in `{self.text_column}`; give one tag per token (pass the text as "
@@ -141,7 +170,7 @@ class TaggingTask(Task):
         if seq_dim is None:
             raise TypeError("a tagging head reads the text encoder's per-token vectors: pass seq_dim")
         crf = CRF(len(self.tags), *allowed_transitions(self.tags, self.cfg.scheme)) if self.cfg.crf else None
-        self._head = TaggingHead(in_dim, seq_dim, len(self.tags), crf)
+        self._head = TaggingHead(in_dim, seq_dim, len(self.tags), crf, self.dropout)
         return self._head
 
     @staticmethod
