@@ -10,9 +10,10 @@ benchmarks/results/balancing.{json,md}.
 
 from __future__ import annotations
 
+import json
 import math
 
-from common import benchmark_main, fmt, gain, machine, task_types
+from common import OUT, benchmark_main, fmt, gain, machine, task_types
 
 METHODS = ["equal", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "famo"]
 ARCHITECTURES = ["shared_bottom", "mmoe"]
@@ -35,17 +36,29 @@ def delta_m(run: dict, base: dict, kinds: dict[str, str], split: str) -> float:
     return sum(gains) / len(gains)
 
 
+def clean_timing() -> dict[tuple[str, str], float]:
+    """s / epoch from a timing-only pass (`--name balancing_timing --set train.epochs=1`), where it was run: the
+    main pass's timings are only as clean as the machine was while it ran."""
+    path = OUT / "balancing_timing.json"
+    if not path.exists():
+        return {}
+    return {(r["config"], r["architecture"]): r["train_seconds"] / max(r["epochs_run"], 1)
+            for r in json.loads(path.read_text())}
+
+
 def markdown(results: list[dict], command: str) -> str:
     lines = [machine(), "", f"Command: `{command}`", ""]
+    timing = clean_timing()
     for config in [c for c in CONFIGS if any(r["config"] == c for r in results)]:
         runs = {r["architecture"]: r for r in results if r["config"] == config}
         kinds = task_types(config)
         base = runs["single"]
         rows = base["rows"]
+        timed = any(c == config for c, _ in timing)
         lines += [f"### {config} (rows train/valid/test: {rows['train']}/{rows['valid']}/{rows['test']})", "",
                   "| architecture / method | " + " | ".join(f"{t} {PRIMARY[k]}" for t, k in kinds.items()) +
-                  " | Δm% test | Δm% valid | s / epoch | epochs |",
-                  "| --- |" + " ---: |" * (len(kinds) + 4)]
+                  " | Δm% test | Δm% valid | s / epoch | epochs |" + (" s / epoch, timing pass |" if timed else ""),
+                  "| --- |" + " ---: |" * (len(kinds) + 4 + timed)]
         scored = []
         for label in ["single"] + [f"{a}/{m}" for a in ARCHITECTURES for m in METHODS]:
             if label not in runs:
@@ -56,8 +69,9 @@ def markdown(results: list[dict], command: str) -> str:
                 scored.append((label, test_dm, valid_dm))
             per_epoch = r["train_seconds"] / max(r["epochs_run"], 1)
             cells = [fmt(r["test"][t][PRIMARY[k]]) for t, k in kinds.items()]
+            clean = f" {timing[(config, label)]:.1f} |" if (config, label) in timing else (" — |" if timed else "")
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {test_dm:+.2f}% | {valid_dm:+.2f}% | "
-                         f"{per_epoch:.1f} | {r['epochs_run']} |")
+                         f"{per_epoch:.1f} | {r['epochs_run']} |" + clean)
         if scored:
             by_valid = max(scored, key=lambda s: s[2] if not math.isnan(s[2]) else -math.inf)
             by_test = max(scored, key=lambda s: s[1] if not math.isnan(s[1]) else -math.inf)
