@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common import OUT, ROOT, SHOWN, fmt, gain, machine, run_all, task_types, train
 
 RECIPES = ["taobao_titles", "toys", "catalog", "books", "chinese_reviews"]

@@ -366,7 +366,7 @@ def test_spans_can_be_derived_from_an_attribute_value_that_the_title_contains(tm
     from shopmtl.run import build_tasks
 
     task = build_tasks(config)["brand"]
-    derived = task.labels(df.iloc[:3])
+    derived = task.label_values(df.iloc[:3])
     assert derived.iloc[0] == ["O"] * len(df.at[0, "tokens"]) and derived.iloc[1] is None
     assert tags_to_spans(derived.iloc[2]) == [("brand_name", *tags_to_spans(df.at[2, "tags"])[0][1:])]
     run = Experiment(config).fit(data=df, save=False)

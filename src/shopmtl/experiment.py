@@ -109,7 +109,7 @@ class Experiment:
         preprocessor = Preprocessor(cfg).fit(train_df)
         tasks = build_tasks(cfg)
         for task in tasks.values():
-            task.fit(task.labels(train_df))
+            task.fit(task.label_values(train_df))
         encoded: dict[str, Encoded] = {s: encode(f, preprocessor, tasks, split=s) for s, f in frames.items()
                                        if len(f)}
         for name in tasks:

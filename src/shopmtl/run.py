@@ -134,7 +134,7 @@ class Run:
             raise DataError(f"the data has none of the label columns {cols}; evaluate needs labels")
         if not ignore_unseen:
             for task in present:
-                unseen = task.unseen_labels(task.labels(df))
+                unseen = task.unseen_labels(task.label_values(df))
                 if unseen:
                     raise DataError(f"tasks.{task.name}: column `{task.column}` holds label(s) never seen in "
                                     f"training: {unseen[:10]}; the model cannot predict them. Remove those rows, "

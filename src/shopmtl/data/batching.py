@@ -42,7 +42,7 @@ def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task],
         if task.text_feature is not None:
             text = preprocessor.config.feature_column(task.text_feature)
             task.check(df, preprocessor.processors[task.text_feature].token_counts(df[text]))
-        labels = task.labels(df)
+        labels = task.label_values(df)
         enc.targets[name], enc.masks[name] = task.encode(labels)
         unseen = task.unseen_labels(labels)
         if split is not None and unseen:

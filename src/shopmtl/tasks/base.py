@@ -31,7 +31,7 @@ class Task(ABC):
         """Learn what the task needs from the rest of the experiment config (e.g. its text feature's length)."""
 
     # ---- labels
-    def labels(self, df: pd.DataFrame) -> pd.Series:
+    def label_values(self, df: pd.DataFrame) -> pd.Series:
         """The labels of a table's rows (the task's column; a task may derive them from several columns)."""
         return df[self.column]
 

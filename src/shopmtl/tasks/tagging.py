@@ -66,7 +66,7 @@ class TaggingTask(Task):
         self.tokenizer = feature.tokenizer
         self.dropout = config.model.dropout
 
-    def labels(self, df: pd.DataFrame) -> pd.Series:
+    def label_values(self, df: pd.DataFrame) -> pd.Series:
         """Tags per row; with `labels: value`, derived: the first place where the column's value occurs in the
         text as whole tokens (case-insensitive) is a span, a row whose value does not occur has no span, and a
         row without a value is unlabelled."""
@@ -155,7 +155,7 @@ class TaggingTask(Task):
 
     def check(self, df: pd.DataFrame, token_counts: list[int]) -> None:
         """Every labelled row has one tag per token of the text feature."""
-        for i, (tags, n) in zip(df.index, zip(self._rows(self.labels(df)), token_counts, strict=True), strict=True):
+        for i, (tags, n) in zip(df.index, zip(self._rows(self.label_values(df)), token_counts, strict=True), strict=True):
             if tags is not None and len(tags) != n:
                 raise DataError(f"tasks.{self.name}: row {i} has {len(tags)} tags in `{self.column}` but "
                                 f"{n} tokens in `{self.text_column}`; give one tag per token (pass the text as "
