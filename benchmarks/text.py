@@ -9,7 +9,8 @@ test rows and scored by the same task code:
 Throughput: rows per second of the multi-task model predicting every task at once, against the per-task
 baselines run one after another, in one process on one thread each, over the same test rows (best of 3).
 
-    python benchmarks/text.py [--configs taobao_titles,toys,catalog,books,chinese_reviews] [--jobs 2]
+    python benchmarks/text.py [--configs taobao_titles,books,toys,chinese_reviews,catalog] [--jobs 2]
+                              [--reuse benchmarks/out/<stamp>]   # take finished run folders from an earlier pass
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import OUT, ROOT, SHOWN, fmt, gain, machine, run_all, task_types, train
+from common import OUT, ROOT, SHOWN, collect, fmt, gain, machine, run_all, run_name, task_types, train
 
-RECIPES = ["taobao_titles", "toys", "catalog", "books", "chinese_reviews"]
+RECIPES = ["taobao_titles", "books", "toys", "chinese_reviews", "catalog"]
 VARIANTS: dict[str, list[str]] = {"multi": [], "single": ["model.architecture=single"]}
-EXTRA = {  # recipe → more multi-task variants: the pretrained encoder where the text is English
-    "catalog": {"multi_minilm": ["model.text.encoder=pretrained"]},
+EXTRA = {  # recipe → more multi-task variants: the pretrained encoder (frozen) where the text is English
     "books": {"multi_minilm": ["model.text.encoder=pretrained"]},
 }
 C_GRID, ALPHA_GRID = (1.0, 10.0), (1.0, 10.0)
@@ -258,6 +258,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--render", action="store_true")
+    p.add_argument("--reuse", default=None, help="a folder of finished run folders to take instead of retraining")
     args = p.parse_args()
     saved, report = OUT / "text.json", OUT / "text.md"
     command = "python benchmarks/text.py " + " ".join(sys.argv[1:])
@@ -272,8 +273,11 @@ def main() -> None:
 
     def one(job: tuple[str, str, list[str]]) -> dict:
         config, label, overrides = job
+        earlier = Path(args.reuse or "/nonexistent") / run_name(config, label)
+        if (earlier / "metrics.json").is_file():
+            return collect(earlier, config, label, overrides)
         r = train(config, label, args.data_dir, runs, overrides + (["train.threads=1"] if args.jobs > 1 else []))
-        print(f"{config} / {label}: {r['train_seconds']} s", flush=True)
+        print(f"{config} / {label}: {r['train_seconds']} s ({r['run']})", flush=True)
         return r
 
     neural = run_all(jobs, one, args.jobs)
@@ -292,9 +296,9 @@ def main() -> None:
             results[config] = {
                 "neural": mine, "throughput": speed,
                 "baselines": {t: {k: v for k, v in b.items() if k != "model"} for t, b in fitted.items()}}
-    OUT.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"command": command, "results": results}, indent=2, default=float))
-    report.write_text(markdown(results, command))
+            OUT.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps({"command": command, "results": results}, indent=2, default=float))
+            report.write_text(markdown(results, command))
     print(markdown(results, command))
 
 
