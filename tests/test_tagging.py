@@ -375,3 +375,26 @@ def test_spans_can_be_derived_from_an_attribute_value_that_the_title_contains(tm
     raw["tasks"]["brand"]["types"] = ["a", "b"]
     with pytest.raises(ConfigError, match="labels: value tags one span type"):
         config_from_dict(raw)
+
+
+def test_the_tagging_loss_is_per_row_by_default_and_per_token_on_request(tmp_path):
+    from shopmtl.run import build_tasks
+
+    raw = titles_config(tmp_path)
+    df = titles_frame(40)
+    losses = {}
+    for per in ("row", "token"):
+        raw["tasks"]["brand"]["loss_per"] = per
+        config = config_from_dict(raw)
+        task = build_tasks(config)["brand"]
+        task.fit(df["tags"])
+        torch.manual_seed(0)
+        task.head(4, seq_dim=6)
+        target, mask = task.encode(df["tags"])
+        lengths = torch.tensor(df["tokens"].map(len).tolist())
+        tokens = torch.arange(12).unsqueeze(0) < lengths.unsqueeze(1)
+        torch.manual_seed(1)
+        emissions = torch.randn(len(df), 12, task.n_outputs)
+        output = torch.cat([emissions, tokens.unsqueeze(-1).float()], dim=-1)
+        losses[per] = float(task.loss(output, torch.from_numpy(target), torch.from_numpy(mask)))
+    assert losses["row"] / losses["token"] == pytest.approx(float(lengths.float().mean()), rel=1e-4)

@@ -149,6 +149,9 @@ class TaggingTask(_Task):
     scheme: Literal["bio", "bioes"] = Field("bioes", description="the tags the model learns; the data may be BIO, "
                                             "BIOES or BILOU (read as spans, then re-tagged)")
     crf: bool = Field(True, description="a CRF layer with Viterbi decoding; false: per-token softmax")
+    loss_per: Literal["row", "token"] = Field("row", description="row: the loss summed over a row's tokens, "
+                                              "averaged over rows (the scale of the other tasks' per-row losses); "
+                                              "token: averaged over tokens (about 1/length as large)")
     types: list[str] | None = Field(None, description="span types to learn (others are read as O); "
                                     "default: every type in the training tags")
     labels: Literal["tags", "value"] = Field("tags", description="tags: the column holds one tag per token; "

@@ -178,8 +178,8 @@ class TaggingTask(Task):
         return output[..., :-1], output[..., -1] > 0.5
 
     def row_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-token mean: the CRF's negative log-likelihood summed over rows over their token count (so its
-        scale matches the other tasks' per-row losses), or per-token cross-entropy."""
+        """The CRF's negative log-likelihood of each row (or the row's summed token cross-entropy), averaged over
+        rows (`loss_per: row`, the scale of the other tasks' per-row losses) or over tokens (`loss_per: token`)."""
         emissions, tokens = self._split(output)
         target = target[:, : emissions.shape[1]]
         valid = tokens[:, : target.shape[1]] & (target >= 0)
@@ -187,10 +187,11 @@ class TaggingTask(Task):
         rows = valid[:, 0]
         if not bool(rows.any()):
             return output.sum() * 0.0
+        per = valid.sum() if self.cfg.loss_per == "token" else rows.sum()
         if self._head is not None and self._head.crf is not None:
             ll = self._head.crf.log_likelihood(emissions[rows], target[rows], valid[rows])
-            return -ll.sum() / valid.sum()
-        return F.cross_entropy(emissions[valid].float(), target[valid])
+            return -ll.sum() / per
+        return F.cross_entropy(emissions[valid].float(), target[valid], reduction="sum") / per
 
     def predict(self, output: torch.Tensor) -> np.ndarray:
         """Tag ids [B, max_len], −1 past each row's tokens."""
