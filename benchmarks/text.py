@@ -48,7 +48,7 @@ def recipe_data(config: str, data_dir: str) -> tuple[Any, dict[str, Any], dict[s
     frames = {s: df[split == s] for s in SPLITS}
     tasks = build_tasks(exp.config)
     for task in tasks.values():
-        task.fit(frames["train"][task.column])
+        task.fit(task.label_values(frames["train"]))
     return exp.config, frames, tasks
 
 
@@ -89,7 +89,7 @@ class TfidfInputs:
 
 
 def _labels(task: Any, frame: Any) -> tuple[np.ndarray, np.ndarray]:
-    return task.encode(frame[task.column])
+    return task.encode(task.label_values(frame))
 
 
 def _proba(model: Any, x: Any, n_classes: int) -> np.ndarray:
@@ -236,6 +236,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
             for i, metric in enumerate(SHOWN[kind]):
                 values = [neural[v]["test"][task].get(metric) for v in variants]
                 b = base["test"].get(metric)
+                if all(v is None or v != v for v in [*values, b]):
+                    continue  # e.g. GAUC without a group column
                 m, s = neural["multi"]["test"][task].get(metric), neural["single"]["test"][task].get(metric)
                 lines.append(f"| {task if i == 0 else ''} | {metric} | " + " | ".join(fmt(v) for v in values) +
                              f" | {fmt(b)} {name if i == 0 else ''} | {gain(m, s, metric):+.2f}% | "
