@@ -398,3 +398,15 @@ def test_the_tagging_loss_is_per_row_by_default_and_per_token_on_request(tmp_pat
         output = torch.cat([emissions, tokens.unsqueeze(-1).float()], dim=-1)
         losses[per] = float(task.loss(output, torch.from_numpy(target), torch.from_numpy(mask)))
     assert losses["row"] / losses["token"] == pytest.approx(float(lengths.float().mean()), rel=1e-4)
+
+
+def test_text_features_share_one_pretrained_model(tmp_path, no_network):
+    raw = titles_config(tmp_path, text={"encoder": "pretrained"})
+    raw["features"]["again"] = {"type": "text", "column": "title", "max_len": 12}
+    raw["tasks"] = {"category": {"type": "multiclass"}}
+    raw["train"]["epochs"] = 1
+    run = Experiment(config_from_dict(raw)).fit(data=titles_frame(60))
+    encoders = {id(m) for m in run.model.modules() if type(m).__name__ == "PretrainedTextEncoder"}
+    assert len(encoders) == 1
+    assert (run.path / "model.pt").stat().st_size < 120e6  # its weights are saved once (~90 MB)
+    assert Run.load(run.path).predict(titles_frame(5))["category"].notna().all()

@@ -27,16 +27,17 @@ class InputEncoder(nn.Module):
                 encoders[name] = NumericEncoder()
             elif feature.type == "multihot":
                 encoders[name] = MultiHotEncoder(proc.size, feature.embed_dim)
-            elif config.model.text.encoder == "pretrained":
+            elif config.model.text.encoder == "pretrained":  # one pretrained model reads every text feature
                 from .pretrained import PretrainedTextEncoder
 
-                encoders[name] = PretrainedTextEncoder(config.model.text)
+                shared = next((e for e in encoders.values() if isinstance(e, PretrainedTextEncoder)), None)
+                encoders[name] = shared or PretrainedTextEncoder(config.model.text)
                 self.text.append(name)
             else:
                 encoders[name] = TextEncoder(proc.size, config.model.text, config.model.dropout, feature.max_len)
                 self.text.append(name)
         self.encoders = nn.ModuleDict(encoders)
-        self.out_dim = sum(e.out_dim for e in encoders.values())
+        self.out_dim = sum(e.out_dim for e in encoders.values())  # a shared encoder counts once per feature
         self.sequences: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def sequence_width(self, name: str) -> int:
