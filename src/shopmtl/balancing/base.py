@@ -15,6 +15,7 @@ the architecture's regularisers (`extra`) are added as they are. One forward pas
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -99,7 +100,7 @@ class GradientOptions(BaseModel):
                             "the architecture has one) or the shared parameters")
 
 
-class GradientBalancer(Balancer):
+class GradientBalancer(Balancer, ABC):
     """Per-task gradients of the shared part → `combine` → one direction; see the module docstring."""
 
     Options: ClassVar[type[BaseModel]] = GradientOptions
@@ -118,9 +119,9 @@ class GradientBalancer(Balancer):
             log.warning("balance.method=%s: architecture `%s` shares no parameter, so there is no gradient to "
                         "combine; the task losses are summed", config.balance.method, config.model.architecture)
 
+    @abstractmethod
     def combine(self, grads: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tasks, n) gradients and the task losses → (combined direction (n,), per-task weights (tasks,))."""
-        raise NotImplementedError
 
     def backward(self, losses: dict[str, torch.Tensor], extra: torch.Tensor | None = None) -> dict[str, float]:
         names = list(losses)

@@ -39,10 +39,10 @@ def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task],
     for name, task in tasks.items():
         if task.column not in df.columns:
             continue
+        labels = task.label_values(df)
         if task.text_feature is not None:
             text = preprocessor.config.feature_column(task.text_feature)
-            task.check(df, preprocessor.processors[task.text_feature].token_counts(df[text]))
-        labels = task.label_values(df)
+            task.check(labels, preprocessor.processors[task.text_feature].token_counts(df[text]))
         enc.targets[name], enc.masks[name] = task.encode(labels)
         unseen = task.unseen_labels(labels)
         if split is not None and unseen:

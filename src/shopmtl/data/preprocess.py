@@ -17,8 +17,8 @@ from .text import is_tokens, token_offsets, tokenize
 
 log = logging.getLogger("shopmtl")
 
-PAD, OOV = 0, 1
-FIRST = "@first"  # the key of a pretrained text feature's first-piece positions (features.pretrained.FIRST)  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
+PAD, OOV = 0, 1  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
+FIRST = "@first"  # the feature key suffix of a pretrained text feature's first-piece positions
 
 
 def as_keys(series: pd.Series) -> pd.Series:

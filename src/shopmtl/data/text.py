@@ -39,14 +39,18 @@ def tokenize(text: Any, mode: str = "auto", lowercase: bool = True) -> list[str]
     return [t.lower() for t in tokens] if lowercase else tokens
 
 
+def join_tokens(tokens: list[str]) -> str:
+    """Tokens as text: without spaces where every token is one character (Chinese), else space-separated."""
+    return ("" if all(len(t) == 1 for t in tokens) else " ").join(tokens)
+
+
 def span_text(source: Any, offsets: list[tuple[int, int]], start: int, end: int) -> tuple[str, int, int]:
     """Tokens `start:end` of a row as (text, start, end): a substring with character offsets for raw text; the
     tokens joined (no space between single characters) with token positions for a row that came tokenised."""
     if isinstance(source, str):
         lo, hi = offsets[start][0], offsets[end - 1][1]
         return source[lo:hi], lo, hi
-    tokens = [str(t) for t in source[start:end]]
-    return ("" if all(len(t) == 1 for t in tokens) else " ").join(tokens), start, end
+    return join_tokens([str(t) for t in source[start:end]]), start, end
 
 
 def token_offsets(value: Any, mode: str = "auto") -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .readers import READERS, Reader
+from .text import join_tokens
 
 SPLIT_OF = {"train": "train", "training": "train", "dev": "valid", "valid": "valid", "validation": "valid",
             "val": "valid", "test": "test", "testing": "test"}
@@ -37,10 +38,6 @@ def _files(path: Path, pattern: str) -> list[Path]:
     if not found:
         raise DataError(f"{path}: no file matching `{pattern}`; set data.source.options.files to their pattern")
     return found
-
-
-def _joined(tokens: list[str]) -> str:
-    return ("" if all(len(t) == 1 for t in tokens) else " ").join(tokens)
 
 
 def conll_sentences(path: Path, token_column: int = 0, tag_column: int = -1, separator: str | None = None,
@@ -81,7 +78,7 @@ def _table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
     if not rows:
         raise DataError(f"{path}: no sentence was read (is the file empty?)")
     df = pd.DataFrame(rows)
-    df["text"] = df["tokens"].map(_joined)
+    df["text"] = df["tokens"].map(join_tokens)
     return df
 
 

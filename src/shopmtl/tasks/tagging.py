@@ -153,9 +153,9 @@ class TaggingTask(Task):
             mask[i] = length > 0
         return targets, mask
 
-    def check(self, df: pd.DataFrame, token_counts: list[int]) -> None:
-        """Every labelled row has one tag per token of the text feature."""
-        for i, (tags, n) in zip(df.index, zip(self._rows(self.label_values(df)), token_counts, strict=True), strict=True):
+    def check(self, labels: pd.Series, token_counts: list[int]) -> None:
+        """Every labelled row (`labels`, as `label_values` gives them) has one tag per token of the text feature."""
+        for i, tags, n in zip(labels.index, self._rows(labels), token_counts, strict=True):
             if tags is not None and len(tags) != n:
                 raise DataError(f"tasks.{self.name}: row {i} has {len(tags)} tags in `{self.column}` but "
                                 f"{n} tokens in `{self.text_column}`; give one tag per token (pass the text as "
