@@ -252,7 +252,7 @@ def test_the_conflict_monitor_measures_the_cosine_of_task_gradients():
                "c": torch.tensor([2.0, 0.0, 0.0]), "unlabelled": torch.zeros(3)}
     assert monitor.due(global_step=7, epoch_step=1) and monitor.due(8, 3) and not monitor.due(9, 4)
     for _ in range(2):
-        monitor.measure({t: theta @ v for t, v in vectors.items()}, {})
+        monitor.measure({t: theta @ v for t, v in vectors.items()})
     cols = monitor.columns()
     assert cols["conflict.a.b"] == pytest.approx(-1 / math.sqrt(2))
     assert cols["conflict.a.c"] == pytest.approx(1.0)

@@ -57,6 +57,55 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .analysis.compare import load_compare, markdown_table, run_compare
+    from .data.readers import READERS
+    from .experiment import Experiment
+
+    exp = Experiment.from_yaml(args.config, list(args.set or []))
+    if args.data_dir:
+        src = exp.config.data.source
+        src.path = str(Path(args.data_dir) / READERS.get(src.format).folder)
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    folder = run_compare(exp.config, exp.read_data(), split(args.architectures), split(args.balancers), args.seeds,
+                         args.output_dir, exp.base_dir)
+    record = load_compare(folder)
+    print(f"\ncomparison saved to {folder} (compare.json, compare.md, report.html, figures/)")
+    print(markdown_table(record["summary"]))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .analysis.report import regenerate
+
+    print(f"report written to {regenerate(Path(args.path))}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .run import Run
+
+    run = Run.load(args.run)
+    if args.data:
+        df = run.read(args.data, args.format)
+        where = args.data
+    else:
+        df = run.split_frame(args.split)
+        where = f"the run's {args.split} split"
+    if not 0 <= args.row < len(df):
+        raise ShopMTLError(f"--row {args.row}: {where} has rows 0 … {len(df) - 1}")
+    from .analysis.explain import format_row
+
+    explained, predictions = run.explain(df.iloc[[args.row]], steps=args.steps)
+    print(f"row {args.row} of {where}; integrated gradients ({args.steps} steps) against an all-padding / zero "
+          f"input, per task (positive: pushes the explained output up)")
+    print(format_row(explained, predictions))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"row": args.row, "predictions": predictions,
+                                               "explanations": explained}, indent=2, default=str))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -112,6 +161,32 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--keep", nargs="*", help="input columns to copy into the output (e.g. ids)")
     r.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     r.set_defaults(func=_predict)
+
+    c = sub.add_parser("compare", help="single-task baselines vs multi-task variants, same budget and seeds: "
+                                       "who gains, who loses")
+    c.add_argument("config")
+    c.add_argument("--architectures", help="comma-separated, e.g. shared_bottom,mmoe (default: the config's)")
+    c.add_argument("--balancers", help="comma-separated, e.g. equal,uncertainty (default: the config's)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=1")
+    c.add_argument("--data-dir", help="read the source from DATA_DIR/<format folder>")
+    c.add_argument("--output-dir", help="where the comparison folder goes (default: the config's output_dir)")
+    c.set_defaults(func=_compare)
+
+    rp = sub.add_parser("report", help="rewrite report.html (and figures/) of a run or comparison folder")
+    rp.add_argument("path")
+    rp.set_defaults(func=_report)
+
+    x = sub.add_parser("explain", help="which inputs drive each task's prediction for one row")
+    x.add_argument("run")
+    x.add_argument("--row", type=int, required=True, help="row position (0-based) in the split or file")
+    x.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                   help="a split of the run's own source (default test), when --data is not given")
+    x.add_argument("--data", help="a CSV/Parquet file or folder in the run's source format")
+    x.add_argument("--format", help="reader for --data (default: by file name, else the run's source)")
+    x.add_argument("--steps", type=int, default=64, help="integration steps (default 64)")
+    x.add_argument("--json", help="also write the explanation to this JSON file")
+    x.set_defaults(func=_explain)
 
     d = sub.add_parser("demo", help="the main job: multi- vs single-task on real review data")
     d.add_argument("--data-dir", help="folder holding womens_clothing_reviews/ (default: ../shared/data, else "

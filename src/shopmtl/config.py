@@ -236,10 +236,30 @@ class TrainConfig(Strict):
     max_batches_per_epoch: int | None = Field(None, gt=0)
     conflict_every: int | None = Field(50, gt=0, description="measure the cosine between task gradients on the "
                                        "shared parameters every N steps (and each epoch's first); null: never")
+    affinity_every: int | None = Field(50, gt=0, description="inter-task affinity by look-ahead (how a step for one "
+                                       "task changes each task's loss) every N steps and each epoch's first; "
+                                       "null: never")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision: auto = on with CUDA")
     threads: int | None = Field(None, gt=0, description="CPU threads for PyTorch")
     progress: bool = True
+
+
+class ReportConfig(Strict):
+    explain_rows: int = Field(200, ge=0, description="validation rows whose predictions are explained per task "
+                              "(integrated gradients) for the report; 0: no explanations")
+    explain_steps: int = Field(32, ge=2, description="integration steps of integrated gradients")
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str | None = Field(None, description="e.g. file:./mlruns (a local store, no server) or "
+                                     "http://host:5000; default: MLFLOW_TRACKING_URI, else ./mlruns")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the config's name)")
+
+
+class TrackingConfig(Strict):
+    mlflow: MlflowConfig | None = Field(None, description="log params, per-epoch metrics, test metrics and the "
+                                        "report to MLflow (needs `pip install mlflow-skinny`); absent: no logging")
 
 
 class ExperimentConfig(Strict):
@@ -252,6 +272,8 @@ class ExperimentConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .analysis import explain
+from .analysis.affinity import format_groups, suggest_groups
 from .analysis.experts import expert_use, format_expert_use
 from .balancing import BALANCERS
 from .config import ExperimentConfig, load_config
@@ -26,6 +28,7 @@ from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
 from .training.monitor import Monitor
+from .training.tracking import check_mlflow, log_to_mlflow
 
 log = logging.getLogger("shopmtl")
 
@@ -93,6 +96,7 @@ class Experiment:
 
     def fit(self, save: bool = True, data: pd.DataFrame | None = None) -> Run:
         cfg = self.config
+        check_mlflow(cfg)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         rng = seed_everything(cfg.seed)
@@ -135,6 +139,12 @@ class Experiment:
         metrics["rows"] = {s: int(len(f)) for s, f in frames.items()}
         metrics["best_epoch"] = result.best_epoch
         metrics["epochs_run"] = len(result.history)
+        if result.affinity:
+            metrics["affinity"] = result.affinity
+            metrics["task_groups"] = suggest_groups(result.affinity)
+            log.info(format_groups(metrics["task_groups"]))
+        if result.gradient_cosine:
+            metrics["gradient_cosine"] = result.gradient_cosine
         metrics["train_seconds"] = round(result.seconds, 2)
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         metrics["parameters"] = int(sum(p.numel() for p in model.parameters()))
@@ -147,9 +157,14 @@ class Experiment:
         if use is not None:
             metrics["expert_use"] = use
             log.info("expert use on the validation split:\n%s", format_expert_use(use))
+        explanations = explain.summarise(model, tasks, preprocessor, encoded["valid"], cfg.report.explain_rows,
+                                         cfg.report.explain_steps, cfg.seed)
+        if explanations:
+            metrics["explanations"] = explanations
         run = Run(cfg, preprocessor, tasks, model, metrics, result.history)
         if save:
             run.save()
+            log_to_mlflow(run)
         return run
 
 

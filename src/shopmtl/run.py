@@ -153,6 +153,28 @@ class Run:
         options = self.config.data.source.options if fmt == self.config.data.source.format else {}
         return read_table(fmt, path, options)
 
+    def split_frame(self, split: str = "test") -> pd.DataFrame:
+        """The rows of one split of the run's own source, split as in training."""
+        from .data.splits import assign_splits
+        from .experiment import Experiment
+
+        try:
+            df = Experiment(self.config).read_data()
+        except DataError as err:
+            raise DataError(f"{err}\n(the run reads its own source to find its {split} split; or pass a file "
+                            f"with --data)") from None
+        return df[assign_splits(df, self.config.data.split) == split]
+
+    def explain(self, df: pd.DataFrame, steps: int = 64) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Per task, the attribution of each input (and each token of a text feature) to the prediction for
+        the rows of `df` (one row is what this is for), and the predictions themselves."""
+        from .analysis.explain import explain_row
+
+        enc = encode(df, self.preprocessor, self.tasks, with_labels=False)
+        explained = explain_row(self.model, self.tasks, self.preprocessor, enc, steps)
+        predictions = {k: _clean(v) for k, v in self.predict(df).iloc[0].to_dict().items()}
+        return explained, predictions
+
     def predict_file(self, source: str | Path, output: str | Path, fmt: str | None = None,
                      chunksize: int = 50_000, keep: list[str] | None = None, overwrite: bool = False) -> int:
         """Stream `source` in chunks through the model into `output` (CSV or Parquet); returns the row count."""

@@ -32,6 +32,7 @@ class InputEncoder(nn.Module):
 
                 shared = next((e for e in encoders.values() if isinstance(e, PretrainedTextEncoder)), None)
                 encoders[name] = shared or PretrainedTextEncoder(config.model.text)
+                encoders[name].add_feature(name)
                 self.text.append(name)
             else:
                 encoders[name] = TextEncoder(proc.size, config.model.text, config.model.dropout, feature.max_len)

@@ -97,6 +97,11 @@ class PretrainedTextEncoder(nn.Module):
         self.finetune = cfg.finetune
         self.model.requires_grad_(cfg.finetune)
         self.out_dim = int(self.model.config.hidden_size)
+        # one identity per text feature on its word-piece embeddings: where explanations attribute (Captum)
+        self.taps = nn.ModuleDict()
+
+    def add_feature(self, name: str) -> None:
+        self.taps[name] = nn.Identity()
 
     def train(self, mode: bool = True) -> PretrainedTextEncoder:
         super().train(mode)
@@ -107,7 +112,9 @@ class PretrainedTextEncoder(nn.Module):
     def encode(self, features: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids, first = features[name], features[name + FIRST]
         attention = ids != 0
-        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
-            hidden = self.model(input_ids=ids, attention_mask=attention.long()).last_hidden_state
+        embeds = self.taps[name](self.model.get_input_embeddings()(ids))
+        # a frozen encoder builds no graph, unless an attribution asks for gradients w.r.t. its embeddings
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (self.finetune or embeds.requires_grad)):
+            hidden = self.model(inputs_embeds=embeds, attention_mask=attention.long()).last_hidden_state
         seq = hidden.gather(1, first.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         return seq, first != 0, masked_mean(hidden, attention)

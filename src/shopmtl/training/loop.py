@@ -23,6 +23,7 @@ from ..config import TrainConfig
 from ..data.batching import Encoded, batches, n_batches
 from ..model import MultiTaskModel
 from ..tasks import Task
+from .affinity import AffinityMonitor
 from .conflict import ConflictMonitor
 from .evaluate import evaluate
 from .monitor import Monitor
@@ -33,6 +34,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: dict[str, int] = field(default_factory=dict)  # task (or '*' for all) → best epoch
     seconds: float = 0.0
+    affinity: dict[str, dict[str, float | None]] | None = None  # Z[i → j] over the run (training/affinity.py)
+    gradient_cosine: dict[str, dict[str, float | None]] | None = None
 
 
 class _Best:
@@ -71,6 +74,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else nullcontext
     trackers = _trackers(model, tasks, monitor)
     conflicts = ConflictMonitor(list(tasks), model.shared_parameters(), cfg.conflict_every)
+    affinity = AffinityMonitor(list(tasks), model.shared_parameters(), cfg.affinity_every, optimizer)
     global_step = 0
     result = FitResult()
     start = time.perf_counter()
@@ -92,12 +96,16 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
                 out = model(batch["features"])
                 losses = {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
                 regs = model.regularisers(batch["masks"])
-            if conflicts.due(global_step, step):
-                conflicts.measure(losses, batch["masks"])
+            measure_conflict, measure_affinity = conflicts.due(global_step, step), affinity.due(global_step, step)
+            grads = conflicts.gradients(losses) if measure_conflict or measure_affinity else None
+            if measure_conflict:
+                conflicts.record(grads)
             extra = sum(regs.values()) if regs else None
             optimizer.zero_grad(set_to_none=True)
             weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()},
                                         scaler.scale(extra) if scaler and extra is not None else extra)
+            if measure_affinity:  # after the backward pass: the look-ahead moves parameters (and puts them back)
+                affinity.measure(grads, lambda b=batch: _recompute(model, tasks, b, eval_mode=True))
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.grad_clip:
@@ -124,6 +132,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         row.update({f"train.reg.{r}": v / max(steps, 1) for r, v in reg_sums.items()})
         row.update(gate_columns(routing))
         row.update(conflicts.columns())
+        row.update(affinity.columns())
         row.update({f"weight.{t}": weight_sums[t] / max(steps, 1) for t in tasks})
         row["valid.loss"] = float(sum(valid_losses.values()))
         row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})
@@ -142,14 +151,23 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     model.load_state_dict(state)
     result.best_epoch = {name: t.epoch for name, t in trackers.items()}
     result.seconds = time.perf_counter() - start
+    result.affinity, result.gradient_cosine = affinity.matrix(), conflicts.matrix()
     return result
 
 
 @torch.no_grad()
-def _recompute(model: MultiTaskModel, tasks: dict[str, Task], batch: dict) -> dict[str, torch.Tensor]:
-    """This batch's task losses after the step (balancers that measure a step's effect, e.g. FAMO)."""
-    out = model(batch["features"])
-    return {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
+def _recompute(model: MultiTaskModel, tasks: dict[str, Task], batch: dict,
+               eval_mode: bool = False) -> dict[str, torch.Tensor]:
+    """This batch's task losses after the step (balancers that measure a step's effect, e.g. FAMO; the affinity
+    look-ahead, in evaluation mode)."""
+    was_training = model.training
+    if eval_mode:
+        model.eval()
+    try:
+        out = model(batch["features"])
+        return {t: task.loss(out[t], batch["targets"][t], batch["masks"][t]) for t, task in tasks.items()}
+    finally:
+        model.train(was_training)
 
 
 def _epoch_line(row: dict[str, float], tasks: dict[str, Task], monitor: Monitor) -> str:
