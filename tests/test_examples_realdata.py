@@ -19,7 +19,8 @@ from shopmtl.run import Run
 
 from .conftest import ROOT
 
-QUICK = ["--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=8", "--set", "train.progress=false"]
+QUICK = ["--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=8", "--set", "train.progress=false",
+         "--set", "report.explain_rows=24", "--set", "report.explain_steps=8"]
 
 EXAMPLES = {
     # config: (extra overrides, reader folder, rows a full predict over the source gives)
@@ -58,6 +59,11 @@ def test_example_config_trains_predicts_and_evaluates(capsys, shared_data, tmp_p
     assert set(metrics["test"]) == set(run.config.tasks)
     for task_name, task in run.tasks.items():
         assert math.isfinite(metrics["test"][task_name][task.primary]), (task_name, metrics["test"][task_name])
+    # every task but the tagging ones is explained on real rows; tasks that share are measured for affinity
+    explained = set(metrics.get("explanations", {}).get("tasks", {}))
+    assert explained == {t for t, k in run.tasks.items() if k.text_feature is None}
+    if len(run.tasks) > 1 and run.config.model.architecture != "single":
+        assert set(metrics["affinity"]) == set(run.tasks)
 
     # predict over the source in its own format, streamed → one row per sample
     out = tmp_path / "pred.parquet"

@@ -98,10 +98,13 @@ def welch_p(a: list[float], b: list[float]) -> float:
     a, b = [v for v in a if not math.isnan(v)], [v for v in b if not math.isnan(v)]
     if len(a) < 2 or len(b) < 2:
         return math.nan
+    import warnings
+
     from scipy.stats import ttest_ind
 
-    p = float(ttest_ind(a, b, equal_var=False).pvalue)
-    return p
+    with warnings.catch_warnings():  # nearly equal seeds: scipy warns of precision loss, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def summarise(values: dict[str, dict[str, list[float]]], metrics: dict[str, str], higher: dict[str, bool],

@@ -61,6 +61,7 @@ def learning_curves_png(history: list[dict[str, float]], primary: dict[str, str]
         ax.plot(epochs, [h.get(f"valid.{name}.loss") for h in history], "s-", label="valid loss")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         twin = ax.twinx()
         twin.plot(epochs, [h.get(f"valid.{name}.{metric}") for h in history], "^--", color="tab:green",
                   label=f"valid {metric}")
@@ -85,14 +86,16 @@ def lines_png(history: list[dict[str, float]], prefix: str, title: str, ylabel: 
         ax.axhline(0, color="grey", lw=0.8)
     ax.set_title(title)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     return _png(fig)
 
 
 def heatmap_png(matrix: dict[str, dict[str, float | None]] | None, title: str, rows_label: str,
-                cols_label: str, fmt: str = "{:+.2f}", scale: float = 1.0) -> bytes | None:
-    """A diverging heatmap centred on 0 (red: negative, blue: positive), each cell labelled."""
+                cols_label: str, fmt: str = "{:+.2f}", scale: float = 1.0, hide_diagonal: bool = False) -> bytes | None:
+    """A diverging heatmap centred on 0 (red: negative, blue: positive), each cell labelled; the colour scale
+    follows the off-diagonal cells (the diagonal, a task with itself, would drown them)."""
     if not matrix:
         return None
     plt = _plt()
@@ -100,9 +103,11 @@ def heatmap_png(matrix: dict[str, dict[str, float | None]] | None, title: str, r
 
     rows = list(matrix)
     cols = list(next(iter(matrix.values())))
-    data = np.array([[np.nan if matrix[r].get(c) is None else matrix[r][c] * scale for c in cols] for r in rows],
-                    dtype=float)
-    bound = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
+    data = np.array([[np.nan if matrix[r].get(c) is None or (hide_diagonal and r == c) else matrix[r][c] * scale
+                      for c in cols] for r in rows], dtype=float)
+    off = np.array([[data[i, j] for j, c in enumerate(cols) if c != r] for i, r in enumerate(rows)], dtype=float)
+    pool = off if np.isfinite(off).any() else data
+    bound = float(np.nanmax(np.abs(pool))) if np.isfinite(pool).any() else 1.0
     fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2.5, 0.8 * len(rows) + 1.8))
     im = ax.imshow(data, cmap="RdBu", vmin=-bound or -1, vmax=bound or 1)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
@@ -155,7 +160,7 @@ def explanations_png(explanations: dict[str, Any] | None) -> bytes | None:
     tasks = list(shares)
     features = list(next(iter(shares.values())))
     data = np.array([[shares[t].get(f, np.nan) for f in features] for t in tasks], dtype=float)
-    fig, ax = plt.subplots(figsize=(0.75 * len(features) + 3, 0.6 * len(tasks) + 2.2))
+    fig, ax = plt.subplots(figsize=(max(0.75 * len(features) + 3, 6.0), 0.6 * len(tasks) + 2.2))
     im = ax.imshow(data, cmap="Blues", vmin=0, vmax=max(float(np.nanmax(data)), 1e-9))
     ax.set_xticks(range(len(features)), features, rotation=40, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
@@ -263,7 +268,7 @@ def run_figures(page: Page, metrics: dict[str, Any], history: list[dict[str, flo
                 "gradient conflict over time", "mean cosine of each pair of task gradients on the shared "
                 "parameters per epoch (below 0: they pull against each other)")
     page.figure(f"{prefix}gradient_cosine", heatmap_png(metrics.get("gradient_cosine"), "gradient cosine",
-                                                        "task", "task"),
+                                                        "task", "task", hide_diagonal=True),
                 "gradient-cosine matrix", "mean over the run of the cosine between task gradients on the shared "
                 "parameters")
     page.figure(f"{prefix}affinity", heatmap_png(metrics.get("affinity"), "affinity Z[i → j] (×10³)",

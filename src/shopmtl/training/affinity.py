@@ -5,7 +5,7 @@ parameters for task i's gradient alone, and see how every task j's loss on the s
     Z[i → j] = 1 − L_j(θ after i's step) / L_j(θ)
 
 Positive: a step for i helps j; negative: it hurts j. The step is AdamW's for that gradient alone (the optimizer's
-learning rate and its second-moment estimates; a sign step before the optimizer has any), without momentum, and
+learning rate and its second-moment estimates with this gradient folded in), without momentum, and
 the losses are read in evaluation mode so dropout does not blur the change. Averaged per epoch into
 `affinity.<i>.<j>` history columns, and over the whole run into a matrix (`metrics.json` → `affinity`)."""
 
@@ -39,19 +39,27 @@ class AffinityMonitor:
     def due(self, global_step: int, epoch_step: int) -> bool:
         return self.active and (epoch_step == 1 or global_step % self.every == 0)
 
-    def _scale(self) -> torch.Tensor | None:
-        """Per-parameter AdamW step size lr / (√v̂ + ε) as a flat vector, or None before the optimizer has state."""
-        group = self.optimizer.param_groups[0]
-        lr, (_, beta2), eps = group["lr"], group.get("betas", (0.9, 0.999)), group.get("eps", 1e-8)
-        parts = []
+    def _state(self) -> tuple[torch.Tensor, float]:
+        """AdamW's second-moment estimates of the shared parameters as a flat vector (zeros before its first
+        step), and its step count."""
+        parts, step = [], 0.0
         for p in self.params:
             state = self.optimizer.state.get(p, {})
-            if "exp_avg_sq" not in state:
-                return None
-            step = float(state["step"])
-            v_hat = state["exp_avg_sq"] / (1 - beta2 ** step)
-            parts.append((lr / (v_hat.sqrt() + eps)).reshape(-1))
-        return torch.cat(parts)
+            if "exp_avg_sq" in state:
+                parts.append(state["exp_avg_sq"].reshape(-1))
+                step = float(state["step"])
+            else:
+                parts.append(torch.zeros(p.numel(), dtype=p.dtype, device=p.device))
+        return torch.cat(parts), step
+
+    def step_for(self, grad: torch.Tensor, v: torch.Tensor, t: float) -> torch.Tensor:
+        """The AdamW step for `grad` alone, without momentum: lr · g / (√v̂ + ε), where v̂ folds g² into the
+        optimizer's second moments as its next step would (so a rarely updated weight cannot take a huge step;
+        before any step this is lr · sign(g))."""
+        group = self.optimizer.param_groups[0]
+        lr, (_, beta2), eps = group["lr"], group.get("betas", (0.9, 0.999)), group.get("eps", 1e-8)
+        v_hat = (beta2 * v + (1 - beta2) * grad * grad) / (1 - beta2 ** (t + 1))
+        return lr * grad / (v_hat.sqrt() + eps)
 
     @torch.no_grad()
     def measure(self, grads: torch.Tensor, recompute: Callable[[], dict[str, torch.Tensor]]) -> None:
@@ -59,15 +67,12 @@ class AffinityMonitor:
         parameters as they stand (called once before and once per task's look-ahead step)."""
         before = recompute()
         base = torch.tensor([float(before[t]) for t in self.tasks], dtype=torch.float64)
-        scale = self._scale()
-        if scale is None:  # the optimizer's first step: a sign step of its learning rate
-            scale = torch.full((grads.shape[1],), self.optimizer.param_groups[0]["lr"], dtype=grads.dtype)
-            grads = grads.sign()
+        v, steps = self._state()
         saved = [p.detach().clone() for p in self.params]
         for i in range(len(self.tasks)):
             if not torch.any(grads[i] != 0):
                 continue  # the task had no label in this batch
-            step = grads[i] * scale.to(grads.device)
+            step = self.step_for(grads[i], v.to(grads.device), steps)
             offset = 0
             for p in self.params:
                 n = p.numel()

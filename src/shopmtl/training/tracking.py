@@ -56,6 +56,8 @@ def log_to_mlflow(run: Run) -> str | None:
     import mlflow
 
     uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (Path.cwd() / "mlruns").resolve().as_uri()
+    if uri.startswith("file:"):  # a plain folder: MLflow 3 keeps it working only when asked to
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(spec.experiment or run.config.name)
     with mlflow.start_run(run_name=run.path.name) as active:
