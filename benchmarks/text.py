@@ -220,13 +220,14 @@ def throughput(run_path: str, cfg: Any, frame: Any, tasks: dict[str, Any], fitte
 
 # ---------------------------------------------------------------- report
 def markdown(results: dict[str, Any], command: str) -> str:
-    lines = [machine(), "", f"Command: `{command}`", ""]
+    lines = [machine(), "", f"Last command: `{command}` (each section names the command that produced it)", ""]
     for config, r in results.items():
         kinds = task_types(config)
         neural = r["neural"]
         variants = [v for v in ("single", "multi", "multi_minilm") if v in neural]
         rows = neural["multi"]["rows"]
         lines += [f"### {config} (rows train/valid/test: {rows['train']}/{rows['valid']}/{rows['test']})", "",
+                  f"Command: `{r.get('command', command)}`", "",
                   "| task | metric | " + " | ".join(variants) + " | baseline | multi vs single | multi vs baseline |",
                   "| --- | --- |" + " ---: |" * (len(variants) + 3)]
         for task, kind in kinds.items():
@@ -296,7 +297,7 @@ def main() -> None:
             mine = {r["architecture"]: r for r in neural if r["config"] == config}
             speed = throughput(mine["multi"]["run"], cfg, frames["test"], tasks, fitted, inputs)
             results[config] = {
-                "neural": mine, "throughput": speed,
+                "command": command, "neural": mine, "throughput": speed,
                 "baselines": {t: {k: v for k, v in b.items() if k != "model"} for t, b in fitted.items()}}
             OUT.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps({"command": command, "results": results}, indent=2, default=float))
