@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ..tasks import Task
 
 MIN_TOKEN_COUNT = 3
+EXPLAINED = {"BinaryTask": "logit", "MulticlassTask": "logit of the predicted class",
+             "MultilabelTask": "logit of the top label", "RegressionTask": "prediction, on the task's training scale"}
 
 
 def attribution_layers(model: MultiTaskModel) -> dict[str, list[nn.Module]]:
@@ -230,7 +232,8 @@ def explain_row(model: MultiTaskModel, tasks: dict[str, Task], preprocessor: Pre
         feats = {f: float(a.reshape(1, -1).sum()) for f, a in spec["features"].items()}
         tokens = {f: [(w, float(x)) for w, x in zip(words, spec["features"][f][0].tolist(), strict=False) if w]
                   for f, words in texts.items()}
-        out[task] = {"output": float(spec["output"][0]), "baseline_output": float(spec["baseline_output"][0]),
+        out[task] = {"explains": EXPLAINED.get(type(tasks[task]).__name__, "output"),
+                     "output": float(spec["output"][0]), "baseline_output": float(spec["baseline_output"][0]),
                      "features": dict(sorted(feats.items(), key=lambda kv: -abs(kv[1]))), "tokens": tokens}
     return out
 
@@ -238,8 +241,8 @@ def explain_row(model: MultiTaskModel, tasks: dict[str, Task], preprocessor: Pre
 def format_row(explained: dict[str, Any], predictions: dict[str, Any]) -> str:
     lines = []
     for task, spec in explained.items():
-        lines.append(f"{task}: prediction {predictions.get(task, '?')}; explained output {spec['output']:+.4f} "
-                     f"(baseline {spec['baseline_output']:+.4f})")
+        lines.append(f"{task}: prediction {predictions.get(task, '?')}; explained: {spec['explains']} "
+                     f"{spec['output']:+.4f} (all-padding input: {spec['baseline_output']:+.4f})")
         for f, v in spec["features"].items():
             lines.append(f"  {f:<28}{v:+.4f}")
         for f, words in spec["tokens"].items():
