@@ -173,7 +173,8 @@ def explanations_png(explanations: dict[str, Any] | None) -> bytes | None:
 
 
 def comparison_png(summary: dict[str, Any]) -> bytes | None:
-    """Per task, each variant's change against single-task in % (mean ± std over seeds); red bars lose."""
+    """Per task, each variant's change against single-task in % (mean ± std over seeds); hatched bars lose
+    significantly."""
     labels, rows = summary["labels"], summary["rows"]
     if not labels or not rows:
         return None
@@ -190,13 +191,13 @@ def comparison_png(summary: dict[str, Any]) -> bytes | None:
                 for r, b in zip(rows, base, strict=True)]
         bars = ax.bar(x + (k - (len(labels) - 1) / 2) * width, gains, width, yerr=errs, capsize=3, label=lab)
         for bar, r in zip(bars, rows, strict=True):
-            if r[lab].get("loses"):
-                bar.set_edgecolor("red")
-                bar.set_linewidth(2)
+            if r[lab].get("loses"):  # hatched: loses significantly
+                bar.set_hatch("///")
+                bar.set_edgecolor("black")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(x, [r["task"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel("change vs single-task (%)")
-    ax.set_title("who gains, who loses (test; bars: mean over seeds, whiskers: std)")
+    ax.set_title("who gains, who loses (test; bars: mean over seeds, whiskers: std; hatched: loses, p < 0.05)")
     ax.legend(fontsize=7)
     return _png(fig)
 
