@@ -83,7 +83,7 @@ def _target(output: torch.Tensor) -> torch.Tensor | None:
 
 
 def attribute(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, torch.Tensor], steps: int = 32,
-              chunk: int = 64) -> dict[str, dict[str, Any]]:
+              chunk: int = 16) -> dict[str, dict[str, Any]]:
     """task → {'features': {feature: attribution tensor shaped like its layer output, summed over the last
     dimension for sequences ([N] or [N, L])}, 'output': explained output [N], 'baseline_output': [N], 'delta':
     completeness error [N]}."""
