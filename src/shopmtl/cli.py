@@ -12,18 +12,29 @@ from pathlib import Path
 from .errors import ShopMTLError
 
 
-def _train(args: argparse.Namespace) -> int:
+def _experiment(args: argparse.Namespace, overrides: list[str] | None = None):  # noqa: ANN202
+    """The experiment of CONFIG with its --set overrides (and `overrides`), reading from --data-dir if given."""
     from .data.readers import READERS
-    from .experiment import Experiment, metrics_table
+    from .experiment import Experiment
 
-    overrides = list(args.set or [])
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    exp = Experiment.from_yaml(args.config, overrides)
+    exp = Experiment.from_yaml(args.config, list(args.set or []) + (overrides or []))
     if args.data_dir:
         src = exp.config.data.source
         src.path = str(Path(args.data_dir) / READERS.get(src.format).folder)
-    run = exp.fit()
+    return exp
+
+
+def _experiment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config field, e.g. train.epochs=1")
+    parser.add_argument("--data-dir", help="read the source from DATA_DIR/<format folder>")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .experiment import metrics_table
+
+    run = _experiment(args, [f"output_dir={args.output_dir}"] if args.output_dir else []).fit()
     print(f"\nrun saved to {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['train_seconds']} s)")
     print("test metrics:" if run.metrics.get("test") else "valid metrics:")
     print(metrics_table(run.metrics.get("test") or run.metrics["valid"]))
@@ -59,13 +70,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .analysis.compare import load_compare, markdown_table, run_compare
-    from .data.readers import READERS
-    from .experiment import Experiment
 
-    exp = Experiment.from_yaml(args.config, list(args.set or []))
-    if args.data_dir:
-        src = exp.config.data.source
-        src.path = str(Path(args.data_dir) / READERS.get(src.format).folder)
+    exp = _experiment(args)
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
     folder = run_compare(exp.config, exp.read_data(), split(args.architectures), split(args.balancers), args.seeds,
                          args.output_dir, exp.base_dir)
@@ -137,9 +143,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one multi-task model from an experiment file")
-    t.add_argument("config")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=1")
-    t.add_argument("--data-dir", help="read the source from DATA_DIR/<format folder>")
+    _experiment_args(t)
     t.add_argument("--output-dir", help="where run folders go (default: the config's output_dir, runs/)")
     t.set_defaults(func=_train)
 
@@ -164,12 +168,10 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="single-task baselines vs multi-task variants, same budget and seeds: "
                                        "who gains, who loses")
-    c.add_argument("config")
+    _experiment_args(c)
     c.add_argument("--architectures", help="comma-separated, e.g. shared_bottom,mmoe (default: the config's)")
     c.add_argument("--balancers", help="comma-separated, e.g. equal,uncertainty (default: the config's)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=1")
-    c.add_argument("--data-dir", help="read the source from DATA_DIR/<format folder>")
     c.add_argument("--output-dir", help="where the comparison folder goes (default: the config's output_dir)")
     c.set_defaults(func=_compare)
 

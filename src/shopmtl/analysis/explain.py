@@ -153,25 +153,18 @@ def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])
 
 
-def token_strings(preprocessor: Preprocessor, model: MultiTaskModel, feature: str,
-                  ids: np.ndarray) -> list[list[str]]:
+def token_strings(preprocessor: Preprocessor, feature: str, ids: np.ndarray) -> list[list[str]]:
     """The token (or word piece) each id of a text feature stands for; '' for padding."""
-    from ..features.pretrained import PretrainedTextEncoder
-
-    encoders = [m for m in model.modules() if isinstance(m, PretrainedTextEncoder)]
-    if encoders:
+    text = preprocessor.config.model.text
+    if text.encoder == "pretrained":
         from ..features.pretrained import load_tokenizer
 
-        tok = load_tokenizer(model_name(preprocessor))
+        tok = load_tokenizer(text.pretrained)
         return [[t if i else "" for i, t in zip(row, tok.convert_ids_to_tokens(row.tolist()), strict=True)]
                 for row in ids]
     vocab = preprocessor.processors[feature].vocab.tokens
     lookup = lambda i: "" if i == 0 else ("<unk>" if i == 1 else vocab[i - 2])  # noqa: E731
     return [[lookup(int(i)) for i in row] for row in ids]
-
-
-def model_name(preprocessor: Preprocessor) -> str:
-    return preprocessor.config.model.text.pretrained
 
 
 def text_features(preprocessor: Preprocessor) -> list[str]:
@@ -190,7 +183,7 @@ def summarise(model: MultiTaskModel, tasks: dict[str, Task], preprocessor: Prepr
     batch = next(batches(enc.take(idx), len(idx), device=next(model.parameters()).device))
     features = batch["features"]
     result = attribute(model, tasks, features, steps)
-    texts = {f: token_strings(preprocessor, model, f, features[f].cpu().numpy())
+    texts = {f: token_strings(preprocessor, f, features[f].cpu().numpy())
              for f in text_features(preprocessor) if f in features}
     summary: dict[str, Any] = {"rows": len(idx), "steps": steps, "tasks": {},
                                "skipped": [f"{t} (tagging: explained per token by its own tags)"
@@ -225,7 +218,7 @@ def explain_row(model: MultiTaskModel, tasks: dict[str, Task], preprocessor: Pre
     batch = next(batches(enc, 1, device=next(model.parameters()).device))
     features = batch["features"]
     result = attribute(model, tasks, features, steps)
-    texts = {f: token_strings(preprocessor, model, f, features[f].cpu().numpy())[0]
+    texts = {f: token_strings(preprocessor, f, features[f].cpu().numpy())[0]
              for f in text_features(preprocessor) if f in features}
     out: dict[str, Any] = {}
     for task, spec in result.items():

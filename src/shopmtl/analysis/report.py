@@ -138,8 +138,8 @@ def expert_use_png(use: dict[str, Any] | None) -> bytes | None:
     fig, ax = plt.subplots(figsize=(0.9 * width + 3, 0.6 * len(gates) + 1.8))
     im = ax.imshow(data, cmap="viridis", vmin=0, vmax=max(float(np.nanmax(data)), 1e-9))
     ax.set_yticks(range(len(gates)), gates)
-    ax.set_xticks(range(width), use["gates"][gates[0]]["experts"][:width] if len(use["gates"][gates[0]]["experts"])
-                  == width else range(width), rotation=30, ha="right")
+    widest = max(use["gates"].values(), key=lambda spec: len(spec["experts"]))
+    ax.set_xticks(range(width), widest["experts"], rotation=30, ha="right")
     for i in range(len(gates)):
         for j in range(width):
             if np.isfinite(data[i, j]):
