@@ -73,11 +73,43 @@ def _compare(args: argparse.Namespace) -> int:
 
     exp = _experiment(args)
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    baselines = None if args.baselines is None else (split(args.baselines) or [])
     folder = run_compare(exp.config, exp.read_data(), split(args.architectures), split(args.balancers), args.seeds,
-                         args.output_dir, exp.base_dir)
+                         args.output_dir, exp.base_dir, baselines)
     record = load_compare(folder)
     print(f"\ncomparison saved to {folder} (compare.json, compare.md, report.html, figures/)")
     print(markdown_table(record["summary"]))
+    if record.get("vs_baseline"):
+        from .analysis.compare import baseline_markdown
+
+        print("\nagainst the strongest baseline (test):")
+        print(baseline_markdown(record["vs_baseline"]))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .config import read_yaml
+    from .tuning import tune
+
+    space = None
+    if args.space:
+        space = read_yaml(args.space)
+    folder = tune(args.config, list(args.set or []), args.trials, args.objective, space, args.output_dir,
+                  args.data_dir, args.timeout, args.seed, args.baselines_from)
+    print(f"\ntuning saved to {folder} (trials.csv, tune.md, tune.json); best config: {folder / 'best.yaml'}")
+    print((folder / "tune.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from .analysis.baselines import check_families, save_baselines
+
+    exp = _experiment(args)
+    families = check_families([x.strip() for x in args.families.split(",") if x.strip()] if args.families else None)
+    frames, tasks = exp.prepare()
+    folder, text = save_baselines(exp.config, frames, tasks, families, args.output_dir)
+    print(f"\nbaselines saved to {folder} (baselines.json, baselines.md)")
+    print(text)
     return 0
 
 
@@ -120,6 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from .analysis.baselines import BASELINES
     from .architectures import ARCHITECTURES
     from .balancing import BALANCERS
     from .data.readers import READERS
@@ -127,7 +160,7 @@ def _list(args: argparse.Namespace) -> int:
     from .tasks import TASK_TYPES
 
     for title, registry in (("architectures", ARCHITECTURES), ("balancers", BALANCERS),
-                            ("task types", TASK_TYPES), ("readers", READERS)):
+                            ("task types", TASK_TYPES), ("readers", READERS), ("baselines", BASELINES)):
         print(f"{title}:")
         for entry in registry.entries():
             print(f"  {entry.name:<26}{entry.summary}")
@@ -173,7 +206,33 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--balancers", help="comma-separated, e.g. equal,uncertainty (default: the config's)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
     c.add_argument("--output-dir", help="where the comparison folder goes (default: the config's output_dir)")
+    c.add_argument("--baselines", nargs="?", const="", default=None, metavar="FAMILIES",
+                   help="also fit the practitioner's per-task baselines on the same split (all families, or a "
+                        "comma-separated list: linear,lightgbm,crf) and compare every model against them")
     c.set_defaults(func=_compare)
+
+    tu = sub.add_parser("tune", help="hyper-parameter search on the validation split (Optuna, with pruning); "
+                                     "writes the best config as YAML")
+    _experiment_args(tu)
+    tu.add_argument("--trials", type=int, default=20, help="number of trials (default 20)")
+    tu.add_argument("--objective", help="valid.loss, valid.mean_<metric>, valid.<task>.<metric>, or `baselines` "
+                                        "(mean relative gain over the best per-task baseline on validation); "
+                                        "default: the config's early-stopping monitor")
+    tu.add_argument("--space", help="a YAML file: dotted config key → list of choices or {low, high, log, int}")
+    tu.add_argument("--baselines-from", help="with --objective baselines: a `shopmtl baseline` folder fitted on "
+                                             "this config's split, reused instead of fitting them again")
+    tu.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tu.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    tu.add_argument("--output-dir", help="where the tuning folder goes (default: the config's output_dir)")
+    tu.set_defaults(func=_tune)
+
+    b = sub.add_parser("baseline", help="the per-task baselines a practitioner would fit (TF-IDF + LR / ridge, "
+                                        "LightGBM, feature CRF), on the config's split, scored as the models are")
+    _experiment_args(b)
+    b.add_argument("--families", help="comma-separated baseline families (default: every one that applies): "
+                                      "linear, lightgbm, crf")
+    b.add_argument("--output-dir", help="where the baselines folder goes (default: the config's output_dir)")
+    b.set_defaults(func=_baseline)
 
     rp = sub.add_parser("report", help="rewrite report.html (and figures/) of a run or comparison folder")
     rp.add_argument("path")

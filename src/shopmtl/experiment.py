@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .data.splits import SPLITS, assign_splits
 from .errors import DataError, did_you_mean
 from .model import MultiTaskModel
 from .run import Run, build_tasks
+from .tasks import Task
 from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
@@ -35,7 +37,8 @@ log = logging.getLogger("shopmtl")
 
 def required_columns(config: ExperimentConfig) -> dict[str, str]:
     """Config field → the source column it needs."""
-    need = {f"features.{n}": config.feature_column(n) for n in config.features}
+    need = {f"features.{n}" + (f".{c}" if len(config.feature_columns(n)) > 1 else ""): c
+            for n in config.features for c in config.feature_columns(n)}
     need.update({f"tasks.{n}": config.task_column(n) for n in config.tasks})
     for n, t in config.tasks.items():
         if getattr(t, "group", None):
@@ -94,26 +97,32 @@ class Experiment:
         check_columns(self.config, df, f"the `{src.format}` data at {path}")
         return df
 
-    def fit(self, save: bool = True, data: pd.DataFrame | None = None) -> Run:
+    def prepare(self, data: pd.DataFrame | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Task]]:
+        """The source (or `data`) checked and split, and the tasks fitted on the training split: what every model
+        of this experiment, and every baseline, trains and is scored on."""
+        if data is None:
+            df = self.read_data()
+        else:
+            df = data
+            check_columns(self.config, df, "the data")
+        split = assign_splits(df, self.config.data.split)
+        frames = {s: df[split == s] for s in SPLITS}
+        tasks = build_tasks(self.config)
+        for task in tasks.values():
+            task.fit(task.label_values(frames["train"]))
+        return frames, tasks
+
+    def fit(self, save: bool = True, data: pd.DataFrame | None = None,
+            on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None) -> Run:
         cfg = self.config
         check_mlflow(cfg)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         rng = seed_everything(cfg.seed)
         device = pick_device(cfg.train.device)
-        if data is None:
-            df = self.read_data()
-        else:
-            df = data
-            check_columns(cfg, df, "the data")
-        split = assign_splits(df, cfg.data.split)
-        frames = {s: df[split == s] for s in SPLITS}
+        frames, tasks = self.prepare(data)
         train_df = frames["train"]
-
         preprocessor = Preprocessor(cfg).fit(train_df)
-        tasks = build_tasks(cfg)
-        for task in tasks.values():
-            task.fit(task.label_values(train_df))
         encoded: dict[str, Encoded] = {s: encode(f, preprocessor, tasks, split=s) for s, f in frames.items()
                                        if len(f)}
         for name in tasks:
@@ -130,7 +139,7 @@ class Experiment:
             log.warning(note)
         balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model)
         result = fit(model, tasks, balancer, encoded["train"], encoded["valid"], cfg.train, rng, device,
-                     use_amp(cfg.train.amp, device))
+                     use_amp(cfg.train.amp, device), cfg.model, on_epoch)
 
         metrics: dict[str, Any] = {}
         for s in ("valid", "test"):

@@ -6,14 +6,17 @@ unchanged, and a child's probability can never exceed its parent's. Chains and b
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .architectures import ARCHITECTURES, BuildContext, GateRecorder
 from .config import ExperimentConfig, funnel_order
-from .data.preprocess import Preprocessor
+from .data.preprocess import FIRST, Preprocessor, PretrainedTextProcessor
 from .features import InputEncoder
+from .features.sparse import WideTerm
 from .tasks import Task
 
 
@@ -28,23 +31,60 @@ def funnel_logit(parent_logit: torch.Tensor, conditional_logit: torch.Tensor) ->
     return log_p - log1mexp(log_p)
 
 
+def token_ids(features: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """Per token of text feature `name`, an id [B, L] (0 = no token): its vocabulary id, or for a pretrained
+    encoder the id of its first word piece."""
+    ids = features[name]
+    first = features.get(name + FIRST)
+    if first is None:
+        return ids
+    return torch.where(first > 0, ids.gather(1, first), torch.zeros_like(first))
+
+
+def window_vocab(preprocessor: Preprocessor, feature: str) -> tuple[list[str], int]:
+    """The token strings behind `token_ids` of a text feature, and the first id they start at."""
+    proc = preprocessor.processors[feature]
+    if isinstance(proc, PretrainedTextProcessor):
+        tok = proc.cache.tokenizer
+        return tok.convert_ids_to_tokens(list(range(len(tok)))), 0
+    return list(proc.vocab.tokens), 2
+
+
 class MultiTaskModel(nn.Module):
     def __init__(self, config: ExperimentConfig, preprocessor: Preprocessor, tasks: dict[str, Task]):
         super().__init__()
         ctx = BuildContext(config, list(tasks), lambda: InputEncoder(config, preprocessor))
-        self.sharing = ARCHITECTURES.get(config.model.architecture)(ctx)
+        wide = config.model.wide
+        self.deep = wide is None or wide.deep
+        with warnings.catch_warnings():  # a wide-only model may leave the (unused) deep path no input at all
+            if not self.deep:
+                warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            self.sharing = ARCHITECTURES.get(config.model.architecture)(ctx)
         # tagging tasks: the text feature whose per-token vectors their head reads, from the encoder on their path
         self.sequence_of = {name: task.text_feature for name, task in tasks.items() if task.text_feature}
+        self.window_of = {name: task.text_feature for name, task in tasks.items()
+                          if task.text_feature and getattr(task.cfg, "window_features", False)}
         self._inputs = {name: self.sharing.task_inputs(name) for name in self.sequence_of}
-        self.heads = nn.ModuleDict({name: self._head(name, task) for name, task in tasks.items()})
+        self.heads = nn.ModuleDict({name: self._head(name, task, preprocessor) for name, task in tasks.items()})
+        # the wide term: a linear model per task over the sparse features, next to its head (not tagging tasks)
+        self.wide = nn.ModuleDict()
+        if wide is not None:
+            names = wide.features if wide.features is not None else \
+                [n for n, f in config.features.items() if f.type == "sparse"]
+            sizes = {n: preprocessor.processors[n].size for n in names}
+            for name, task in tasks.items():
+                if task.text_feature is None:
+                    self.wide[name] = WideTerm(sizes, task.n_outputs)
         self.parents = {name: config.tasks[name].after for name in tasks
                         if getattr(config.tasks[name], "after", None)}
         self.order = [t for t in funnel_order(config.tasks) if t in tasks]
 
-    def _head(self, name: str, task: Task) -> nn.Module:
+    def _head(self, name: str, task: Task, preprocessor: Preprocessor) -> nn.Module:
         if name in self.sequence_of:
             width = self._inputs[name].sequence_width(self.sequence_of[name])
-            return task.head(self.sharing.out_dims[name], seq_dim=width)
+            vocab, first = window_vocab(preprocessor, self.sequence_of[name]) if name in self.window_of \
+                else (None, 2)
+            return task.head(self.sharing.out_dims[name], seq_dim=width, vocab=vocab, first_id=first)
         return task.head(self.sharing.out_dims[name])
 
     @property
@@ -63,9 +103,9 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor], conditional: bool = False) -> dict[str, torch.Tensor]:
         """Per-task outputs; with `conditional`, also `<task>|<parent>`: the funnel heads' own p(task | parent)."""
-        reps = self.sharing(features)
-        raw = {name: head(reps[name], *self._inputs[name].sequences[self.sequence_of[name]])
-               if name in self.sequence_of else head(reps[name]) for name, head in self.heads.items()}
+        raw = self._deep(features) if self.deep else {}
+        for name, wide in self.wide.items():
+            raw[name] = raw[name] + wide(features) if name in raw else wide(features)
         out: dict[str, torch.Tensor] = {}
         for name in self.order:
             parent = self.parents.get(name)
@@ -74,14 +114,30 @@ class MultiTaskModel(nn.Module):
                 out[f"{name}|{parent}"] = raw[name]
         return out
 
+    def _deep(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each head's output over the architecture's representation of its task (the deep path)."""
+        reps = self.sharing(features)
+        raw = {}
+        for name, head in self.heads.items():
+            if name in self.sequence_of:
+                text = self.sequence_of[name]
+                ids = token_ids(features, text) if name in self.window_of else None
+                raw[name] = head(reps[name], *self._inputs[name].sequences[text], ids)
+            else:
+                raw[name] = head(reps[name])
+        return raw
+
     def regularisers(self, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.sharing.regularisers(masks)
+        return self.sharing.regularisers(masks) if self.deep else {}
 
     def task_keys(self, task: str) -> list[str]:
-        """State-dict keys that belong to one task alone (its head, and its column where nothing is shared)."""
-        prefixes = [f"heads.{task}."] + [f"sharing.{p}" for p in self.sharing.task_prefixes(task)]
+        """State-dict keys that belong to one task alone (its head and wide term, and its column where nothing is
+        shared)."""
+        prefixes = [f"heads.{task}.", f"wide.{task}."] + [f"sharing.{p}" for p in self.sharing.task_prefixes(task)]
         return [k for k in self.state_dict() if k.startswith(tuple(prefixes))]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The shared parameters that train (a frozen pretrained encoder's are left out)."""
+        if not self.deep:
+            return []
         return [p for p in self.sharing.shared_parameters() if p.requires_grad]

@@ -133,6 +133,47 @@ def summarise(values: dict[str, dict[str, list[float]]], metrics: dict[str, str]
     return {"labels": labels, "rows": rows, "delta_m": dm, "alpha": alpha}
 
 
+def against_baselines(values: dict[str, dict[str, list[float]]], metrics: dict[str, str],
+                      higher: dict[str, bool], baselines: list[str]) -> dict[str, Any]:
+    """Per task, the strongest baseline on this split (by its mean) and every model's change against it in %; a
+    model is `below` where its mean is worse. Stricter than the baseline chosen on validation."""
+    models = [lab for lab in values if lab not in baselines]
+    rows = []
+    for task, metric in metrics.items():
+        sign = 1.0 if higher[task] else -1.0
+        scored = [(sign * spread(values[b][task])["mean"], b) for b in baselines
+                  if not math.isnan(spread(values[b][task])["mean"])]
+        if not scored:
+            continue
+        best = max(scored)[1]
+        value = spread(values[best][task])["mean"]
+        row: dict[str, Any] = {"task": task, "metric": metric, "higher_is_better": higher[task],
+                               "baseline": best, "baseline_value": value}
+        for lab in models:
+            cell = spread(values[lab][task])
+            cell["gain_pct"] = relative_gain(cell["mean"], value, higher[task])
+            cell["below"] = bool(cell["gain_pct"] < 0) if not math.isnan(cell["gain_pct"]) else None
+            row[lab] = cell
+        rows.append(row)
+    return {"models": models, "rows": rows}
+
+
+def baseline_table(vs: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["task", "metric", "strongest baseline", "value"] + [h for lab in vs["models"]
+                                                                   for h in (lab, "vs baseline")]
+    body = []
+    for r in vs["rows"]:
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        line = [r["task"], f"{r['metric']} {arrow}", r["baseline"], f"{r['baseline_value']:.4f}"]
+        for lab in vs["models"]:
+            cell = r[lab]
+            gain = "—" if math.isnan(cell["gain_pct"]) else f"{cell['gain_pct']:+.2f}%" + (" below" if cell["below"]
+                                                                                          else "")
+            line += [_pm(cell), gain]
+        body.append(line)
+    return header, body
+
+
 def _pm(cell: dict[str, Any]) -> str:
     if math.isnan(cell["mean"]):
         return "—"
@@ -170,11 +211,20 @@ def summary_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     header, body = summary_table(summary)
+    return _markdown(header, body, "loses")
+
+
+def _markdown(header: list[str], body: list[list[str]], bold: str) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for row in body:
-        cells = [f"**{c}**" if "loses" in c else c for c in row]
+        cells = [f"**{c}**" if bold in c else c for c in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def baseline_markdown(vs: dict[str, Any]) -> str:
+    header, body = baseline_table(vs)
+    return _markdown(header, body, "below")
 
 
 @dataclass
@@ -235,8 +285,9 @@ def variants(base: ExperimentConfig, architectures: list[str] | None,
 
 def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[str] | None = None,
                 balancers: list[str] | None = None, seeds: int = 3, output_dir: str | Path | None = None,
-                base_dir: Path | None = None) -> Path:
-    """Train single-task and every variant for `seeds` seeds on `data`; write compare.json, compare.md and the
+                base_dir: Path | None = None, baselines: list[str] | None = None) -> Path:
+    """Train single-task and every variant for `seeds` seeds on `data` (and, with `baselines`, those
+    practitioner's baseline families — [] for all — on the same split); write compare.json, compare.md and the
     report into a new folder `<output_dir>/<name>-compare[-k]`, and return it."""
     from ..experiment import Experiment
     from ..run import unique_dir
@@ -246,6 +297,11 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
 
         raise ConfigError(f"--seeds must be 1 or more, got {seeds}")
     todo = variants(base, architectures, balancers)
+    families = None
+    if baselines is not None:
+        from .baselines import check_families
+
+        families = check_families(baselines or None)
     folder = unique_dir(Path(output_dir or base.output_dir) / f"{base.name}-compare")
     folder.mkdir(parents=True)
     seed_list = [base.seed + k for k in range(seeds)]
@@ -269,11 +325,31 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
                     _metric(run, task_name, metrics[task_name], "test"))
                 valid.setdefault(label, {}).setdefault(task_name, []).append(
                     _metric(run, task_name, metrics[task_name], "valid"))
+    baseline_record, baseline_labels = None, []
+    if families is not None:
+        from .baselines import run_baselines
+
+        log.info("compare: fitting the baselines (%s)", ", ".join(families))
+        frames, tasks = Experiment(base, base_dir).prepare(data)
+        baseline_record = run_baselines(base, frames, tasks, families)
+        for family in families:
+            entries = {t: baseline_record["tasks"][t].get(family) for t in metrics}
+            if not any(entries.values()):
+                continue
+            label = f"baseline: {next(e['label'] for e in entries.values() if e)}"
+            baseline_labels.append(label)
+            for split, target in (("test", values), ("valid", valid)):
+                target[label] = {t: [(e.get(split, {}).get(metrics[t], math.nan) if e else math.nan)] * len(seed_list)
+                                 for t, e in entries.items()}
     summary = summarise(values, metrics, higher)
     record = {"config": base.name, "seeds": seed_list, "split": "test",
               "variants": [{"label": v.label, "architecture": v.architecture, "balancer": v.balancer} for v in todo],
               "runs": runs, "summary": summary, "valid_summary": summarise(valid, metrics, higher),
               "epochs": base.train.epochs}
+    if baseline_record is not None:
+        record["baselines"] = baseline_record
+        record["baseline_labels"] = baseline_labels
+        record["vs_baseline"] = against_baselines(values, metrics, higher, baseline_labels)
     write_compare(folder, record)
     return folder
 
@@ -287,6 +363,11 @@ def write_compare(folder: Path, record: dict[str, Any]) -> None:
           "", f"Test split, primary metric per task (mean ± std over seeds; ↑ higher is better, ↓ lower); "
           f"`loses` = worse than single-task with Welch's p < {record['summary']['alpha']}.", "",
           markdown_table(record["summary"]), ""]
+    if record.get("vs_baseline"):
+        md += ["## Against the strongest baseline", "",
+               "Per task, the baseline with the best test mean (a stricter bar than the one chosen on validation) "
+               "and each model's change against it; `below` = worse.", "",
+               baseline_markdown(record["vs_baseline"]), ""]
     (folder / "compare.md").write_text("\n".join(md), encoding="utf-8")
     write_compare_report(folder, record)
 
@@ -301,6 +382,11 @@ def load_compare(folder: Path) -> dict[str, Any]:
             return [nan(v) for v in x]
         return math.nan if x is None else x
 
+    if record.get("vs_baseline"):
+        vs = record["vs_baseline"]
+        for row in vs["rows"]:
+            for lab in vs["models"]:
+                row[lab] = {k: (v if k == "below" else nan(v)) for k, v in row[lab].items()}
     for key in ("summary", "valid_summary"):
         summary = record[key]
         for row in summary["rows"]:

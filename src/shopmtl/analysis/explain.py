@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.preprocess import BUCKET
+
 if TYPE_CHECKING:
     from ..data.batching import Encoded
     from ..data.preprocess import Preprocessor
@@ -35,19 +37,28 @@ def attribution_layers(model: MultiTaskModel) -> dict[str, list[nn.Module]]:
     from ..features.inputs import InputEncoder
     from ..features.numeric import NumericEncoder
     from ..features.pretrained import PretrainedTextEncoder
+    from ..features.sparse import SparseEncoder, WideTerm
 
     layers: dict[str, list[nn.Module]] = {}
+
+    def add(name: str, layer: nn.Module) -> None:
+        found = layers.setdefault(name, [])
+        if not any(layer is seen for seen in found):
+            found.append(layer)
+
     for inputs in (m for m in model.modules() if isinstance(m, InputEncoder)):
         for name, enc in inputs.encoders.items():
             if isinstance(enc, PretrainedTextEncoder):
-                layer = enc.taps[name]
+                add(name, enc.taps[name])
             elif isinstance(enc, NumericEncoder):
-                layer = enc
+                add(name, enc.tap)
+            elif isinstance(enc, SparseEncoder):
+                add(name, enc.tap)
             else:
-                layer = enc.embedding
-            found = layers.setdefault(name, [])
-            if not any(layer is seen for seen in found):
-                found.append(layer)
+                add(name, enc.embedding)
+    for wide in (m for m in model.modules() if isinstance(m, WideTerm)):
+        for name, tap in wide.taps.items():
+            add(name, tap)
     return layers
 
 
@@ -92,10 +103,12 @@ def attribute(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str,
     model.eval()
     layers = attribution_layers(model)
     names = [f for f in features if f in layers]
-    extra = [k for k in features if k not in layers]
+    # a numeric feature's bucket ids go to the all-zero baseline with its value
+    names += [k for k in features if k.endswith(BUCKET) and k[: -len(BUCKET)] in layers]
+    extra = [k for k in features if k not in names]
     flat, owner = [], []
     for f in names:
-        for layer in layers[f]:
+        for layer in layers.get(f, []):
             flat.append(layer)
             owner.append(f)
     n = len(next(iter(features.values())))

@@ -234,7 +234,8 @@ class Page:
 def table(header: list[str], rows: list[list[Any]], lose: bool = False) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(
-        f"<td class='lose'>{_fmt(v)}</td>" if lose and isinstance(v, str) and "loses" in v else f"<td>{_fmt(v)}</td>"
+        f"<td class='lose'>{_fmt(v)}</td>" if lose and isinstance(v, str) and ("loses" in v or v.endswith(" below"))
+        else f"<td>{_fmt(v)}</td>"
         for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -333,6 +334,13 @@ def write_compare_report(folder: Path, record: dict[str, Any]) -> None:
     page.add("<h2>comparison (test)</h2>" + table(header, body, lose=True))
     page.figure("comparison", comparison_png(summary), "who gains, who loses",
                 "change of each task's primary test metric against single-task, per variant")
+    if record.get("vs_baseline"):
+        from .compare import baseline_table
+
+        header, body = baseline_table(record["vs_baseline"])
+        page.add("<h2>against the strongest baseline (test)</h2><p>per task, the practitioner's baseline with the "
+                 "best test mean, and each model's change against it (<b>below</b>: worse)</p>"
+                 + table(header, body, lose=True))
     valid = record.get("valid_summary")
     if valid:
         header, body = summary_table(valid)

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..tasks import Task
-from .preprocess import Preprocessor
+from .preprocess import WEIGHT, Preprocessor
 
 
 @dataclass
@@ -52,31 +52,70 @@ def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task],
     return enc
 
 
-def _trim(array: torch.Tensor) -> torch.Tensor:
-    """Drop padding columns that every row of this batch has (token-id matrices only)."""
-    if array.dtype != torch.int64 or array.dim() != 2:
-        return array
-    used = (array != 0).any(0).nonzero()
-    width = int(used.max()) + 1 if len(used) else 1
-    return array[:, :width]
+def _width(ids: np.ndarray) -> int:
+    """Columns up to the last one that some row of this batch uses (id 0 = padding); at least 1."""
+    used = np.flatnonzero((ids != 0).any(0))
+    return int(used[-1]) + 1 if len(used) else 1
+
+
+def batch_features(features: dict[str, np.ndarray], idx: np.ndarray, device: torch.device | str
+                   ) -> dict[str, torch.Tensor]:
+    """The rows `idx` of every feature array as tensors, id matrices cut to this batch's widest row (dynamic
+    padding); a sparse feature's weights (`<name>@w`) are cut with its ids."""
+    picked = {k: v[idx] for k, v in features.items()}
+    widths = {k: _width(v) for k, v in picked.items() if v.dtype == np.int64 and v.ndim == 2}
+    out = {}
+    for k, v in picked.items():
+        base = k[: -len(WEIGHT)] if k.endswith(WEIGHT) else k
+        if base in widths:
+            v = v[:, : widths[base]]
+        out[k] = torch.from_numpy(np.ascontiguousarray(v)).to(device)
+    return out
+
+
+def text_lengths(enc: Encoded) -> np.ndarray:
+    """Per row, the most tokens any of its id matrices holds (what dynamic padding pads to)."""
+    mats = [v for v in enc.features.values() if v.dtype == np.int64 and v.ndim == 2]
+    if not mats:
+        return np.zeros(len(enc), dtype=np.int64)
+    return np.max(np.stack([(m != 0).sum(1) for m in mats], axis=1), axis=1)
+
+
+def batch_order(n: int, batch_size: int, generator: np.random.Generator, lengths: np.ndarray | None = None,
+                chunk: int = 50) -> list[np.ndarray]:
+    """Shuffled mini-batches of row indices. With `lengths`: the shuffled rows are cut into chunks of `chunk`
+    batches, each chunk sorted by length and cut into batches, and the batches shuffled (rows of like length
+    share a batch, so little padding; the order still changes every epoch)."""
+    order = generator.permutation(n)
+    if lengths is None:
+        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+    out = []
+    span = batch_size * chunk
+    for start in range(0, n, span):
+        part = order[start: start + span]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        out += [part[i: i + batch_size] for i in range(0, len(part), batch_size)]
+    return [out[i] for i in generator.permutation(len(out))]
 
 
 def batches(enc: Encoded, batch_size: int, shuffle: bool = False, generator: np.random.Generator | None = None,
-            device: torch.device | str = "cpu", limit: int | None = None) -> Iterator[dict]:
-    """Mini-batches as {'features': {...}, 'targets': {...}, 'masks': {...}} of tensors on `device`."""
+            device: torch.device | str = "cpu", limit: int | None = None,
+            lengths: np.ndarray | None = None) -> Iterator[dict]:
+    """Mini-batches as {'features': {...}, 'targets': {...}, 'masks': {...}} of tensors on `device`; shuffled
+    with `generator` (grouped by `lengths` when given), else in row order."""
     n = len(enc)
-    order = generator.permutation(n) if shuffle and generator is not None else np.arange(n)
-    count = 0
-    for start in range(0, n, batch_size):
+    if shuffle and generator is not None:
+        order = batch_order(n, batch_size, generator, lengths)
+    else:
+        order = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    for count, idx in enumerate(order):
         if limit is not None and count >= limit:
             return
-        idx = order[start: start + batch_size]
         yield {
-            "features": {k: _trim(torch.from_numpy(v[idx])).to(device) for k, v in enc.features.items()},
+            "features": batch_features(enc.features, idx, device),
             "targets": {k: torch.from_numpy(v[idx]).to(device) for k, v in enc.targets.items()},
             "masks": {k: torch.from_numpy(v[idx]).to(device) for k, v in enc.masks.items()},
         }
-        count += 1
 
 
 def n_batches(n: int, batch_size: int, limit: int | None = None) -> int:

@@ -19,6 +19,9 @@ log = logging.getLogger("shopmtl")
 
 PAD, OOV = 0, 1  # every vocabulary: 0 = missing / padding, 1 = seen nowhere in training
 FIRST = "@first"  # the feature key suffix of a pretrained text feature's first-piece positions
+BUCKET = "@bucket"  # … of a numeric feature's quantile bucket ids
+WEIGHT = "@w"  # … of a sparse feature's token weights (next to its ids)
+SECOND = {"text": FIRST, "numeric": BUCKET, "sparse": WEIGHT}
 
 
 def as_keys(series: pd.Series) -> pd.Series:
@@ -86,9 +89,29 @@ class CategoricalProcessor(VocabProcessor):
         return ids
 
 
+def quantile_edges(values: np.ndarray, n: int) -> list[float]:
+    """Inner edges of `n` quantile buckets of the finite `values` (repeated edges merged: a count that is 0 for
+    most rows gets fewer buckets)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return []
+    edges = np.quantile(finite, np.linspace(0, 1, n + 1)[1:-1])
+    return sorted({float(e) for e in edges})
+
+
+def bucketise(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Bucket ids: 0 = missing, 1 … len(edges) + 1 by the edges (right-closed, like pandas.qcut)."""
+    ids = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left") + 1
+    return np.where(np.isfinite(values), ids, 0).astype(np.int64)
+
+
 class NumericProcessor:
-    def __init__(self, cfg: NumericFeature, mean: float = 0.0, std: float = 1.0):
+    """A number: transformed (log1p), standardised on train, a missing flag; with `buckets`, also its quantile
+    bucket (edges fitted on train) for an embedding."""
+
+    def __init__(self, cfg: NumericFeature, mean: float = 0.0, std: float = 1.0, edges: list[float] | None = None):
         self.cfg, self.mean, self.std = cfg, mean, std
+        self.edges = edges or []
 
     def _values(self, col: pd.Series) -> np.ndarray:
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -106,16 +129,30 @@ class NumericProcessor:
         finite = values[np.isfinite(values)]
         self.mean = float(finite.mean()) if len(finite) else 0.0
         self.std = float(finite.std()) if len(finite) > 1 and finite.std() > 0 else 1.0
+        if getattr(self.cfg, "buckets", None):
+            self.edges = quantile_edges(values, self.cfg.buckets)
 
-    def transform(self, col: pd.Series) -> np.ndarray:
-        """[N, 2]: the standardised value (0 where missing) and a missing flag."""
+    @property
+    def size(self) -> int:
+        """Bucket ids: missing, and one more than the edges."""
+        return len(self.edges) + 2
+
+    def transform(self, col: pd.Series) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """[N, 2]: the standardised value (0 where missing) and a missing flag; with buckets, also the bucket
+        ids [N]."""
         values = self._values(col)
         missing = ~np.isfinite(values)
         scaled = np.where(missing, 0.0, (values - self.mean) / self.std)
-        return np.stack([scaled, missing.astype(np.float64)], axis=1).astype(np.float32)
+        dense = np.stack([scaled, missing.astype(np.float64)], axis=1).astype(np.float32)
+        if getattr(self.cfg, "buckets", None):
+            return dense, bucketise(values, self.edges)
+        return dense
 
     def state(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std}
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std}
+        if getattr(self.cfg, "buckets", None):
+            out["edges"] = self.edges
+        return out
 
 
 class MultiHotProcessor(VocabProcessor):
@@ -219,14 +256,136 @@ class PretrainedTextProcessor(TextProcessor):
         return {"pretrained": self.pretrained}
 
 
-Processor = CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor | PretrainedTextProcessor
+class SparseProcessor:
+    """A sparse feature: tokens (n-grams of a text, or `col=value` / crosses / numeric buckets of id columns)
+    hashed with murmurhash3 (the same in every process), the hash buckets seen in at least `min_count` training
+    rows kept (at most `max_features`, most frequent first) and renumbered 1 … n, each weighted by TF-IDF, count
+    or 1. `transform` gives ids [N, K] (0 = padding) and weights [N, K], K the most tokens a row holds."""
+
+    def __init__(self, cfg: Any, kept: np.ndarray | None = None, idf: np.ndarray | None = None,
+                 edges: dict[str, list[float]] | None = None):
+        self.cfg = cfg
+        self.kept = np.zeros(0, dtype=np.int64) if kept is None else np.asarray(kept, dtype=np.int64)
+        self.idf = np.ones(len(self.kept), dtype=np.float32) if idf is None else np.asarray(idf, np.float32)
+        self.edges = edges or {}
+
+    @property
+    def size(self) -> int:
+        return len(self.kept) + 1
+
+    # ---- tokens
+    def tokens(self, data: pd.DataFrame) -> list[list[str]]:
+        c = self.cfg
+        if c.source == "text":
+            col = data.iloc[:, 0]
+            low, high = c.ngrams
+            rows = [tokenize(v, c.tokenizer, c.lowercase)[: c.max_len] if _has_text(v) else [] for v in col.tolist()]
+            return [ngram_tokens(r, low, high) for r in rows]
+        parts: dict[str, pd.Series] = {}
+        for col in c.columns:
+            keys = as_keys(data[col])
+            parts[col] = (col + "=" + keys).where(keys.notna())
+        for col in c.numeric:
+            values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if c.log1p:
+                values = np.log1p(np.clip(values, 0, None))
+            ids = bucketise(values, self.edges.get(col, []))
+            parts[col] = pd.Series([f"{col}#q{i}" if i else f"{col}#na" for i in ids], index=data.index)
+        token_columns = [parts[col] for col in list(c.columns) + list(c.numeric)]
+        for a, b in c.cross:
+            token_columns.append((parts[a] + "&" + parts[b]).where(parts[a].notna() & parts[b].notna()))
+        table = pd.concat(token_columns, axis=1).to_numpy(dtype=object)
+        return [[t for t in row if isinstance(t, str)] for row in table]
+
+    def _counts(self, data: pd.DataFrame) -> Any:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        hv = HashingVectorizer(analyzer=_identity_tokens, n_features=self.cfg.buckets, alternate_sign=False,
+                               norm=None, dtype=np.float32)
+        return hv.transform(self.tokens(data))
+
+    # ---- fit / transform
+    def fit(self, data: pd.DataFrame) -> None:
+        c = self.cfg
+        if c.source == "ids":
+            for col in c.numeric:
+                values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                if c.log1p:
+                    values = np.log1p(np.clip(values, 0, None))
+                self.edges[col] = quantile_edges(values, c.quantiles)
+        counts = self._counts(data).tocsc()
+        df = np.diff(counts.indptr)  # rows per bucket
+        buckets = np.flatnonzero(df >= c.min_count)
+        if c.max_features and len(buckets) > c.max_features:
+            order = np.lexsort((buckets, -df[buckets]))
+            buckets = np.sort(buckets[order[: c.max_features]])
+        self.kept = buckets.astype(np.int64)
+        n = counts.shape[0]
+        self.idf = (np.log((1 + n) / (1 + df[buckets])) + 1).astype(np.float32)
+
+    def transform(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        counts = self._counts(data).tocsr()
+        counts.sum_duplicates()
+        # keep the fitted buckets, renumbered 1 … n in bucket order
+        pos = np.searchsorted(self.kept, counts.indices)
+        pos = np.minimum(pos, max(len(self.kept) - 1, 0))
+        hit = (self.kept[pos] == counts.indices) if len(self.kept) else np.zeros(len(counts.indices), bool)
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[hit]
+        ids, tf = pos[hit] + 1, counts.data[hit]
+        weighting = self.cfg.weights
+        if weighting == "binary":
+            w = np.ones_like(tf)
+        elif weighting == "count":
+            w = tf
+        else:
+            w = (1 + np.log(tf)) * self.idf[ids - 1]
+            norms = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=counts.shape[0]))
+            w = w / np.maximum(norms[rows], 1e-12)
+        lengths = np.bincount(rows, minlength=counts.shape[0])
+        width = max(int(lengths.max(initial=0)), 1)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        col = np.arange(len(rows)) - starts[rows]
+        out_ids = np.zeros((counts.shape[0], width), dtype=np.int64)
+        out_w = np.zeros((counts.shape[0], width), dtype=np.float32)
+        out_ids[rows, col] = ids
+        out_w[rows, col] = w
+        return out_ids, out_w
+
+    def state(self) -> dict[str, Any]:
+        return {"kept": self.kept.tolist(), "idf": [float(v) for v in self.idf], "edges": self.edges}
+
+    @classmethod
+    def from_state(cls, cfg: Any, state: dict[str, Any]) -> SparseProcessor:
+        return cls(cfg, np.asarray(state["kept"], dtype=np.int64), np.asarray(state["idf"], dtype=np.float32),
+                   state.get("edges") or {})
+
+
+def _identity_tokens(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+def ngram_tokens(tokens: list[str], low: int, high: int) -> list[str]:
+    """The token n-grams of `low` … `high` tokens, each joined by a space."""
+    out: list[str] = []
+    for n in range(low, high + 1):
+        if n == 1:
+            out += tokens
+        else:
+            out += [" ".join(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+    return out
+
+
+Processor = (CategoricalProcessor | NumericProcessor | MultiHotProcessor | TextProcessor | PretrainedTextProcessor
+             | SparseProcessor)
 _KINDS: dict[str, type] = {"categorical": CategoricalProcessor, "numeric": NumericProcessor,
-                           "multihot": MultiHotProcessor, "text": TextProcessor}
+                           "multihot": MultiHotProcessor, "text": TextProcessor, "sparse": SparseProcessor}
 
 
 def _restore(cfg: Any, state: dict[str, Any]) -> Processor:
     if cfg.type == "numeric":
-        return NumericProcessor(cfg, state["mean"], state["std"])
+        return NumericProcessor(cfg, state["mean"], state["std"], state.get("edges"))
+    if cfg.type == "sparse":
+        return SparseProcessor.from_state(cfg, state)
     if "pretrained" in state:
         return PretrainedTextProcessor(cfg, state["pretrained"])
     return _KINDS[cfg.type](cfg, Vocab(state["vocab"]))
@@ -248,21 +407,27 @@ class Preprocessor:
     def columns(self) -> dict[str, str]:
         return {name: self.config.feature_column(name) for name in self.config.features}
 
+    def _input(self, df: pd.DataFrame, name: str) -> pd.Series | pd.DataFrame:
+        """What a feature's processor reads: its column, or the frame of its columns (a sparse feature)."""
+        if self.config.features[name].type == "sparse":
+            return df[self.config.feature_columns(name)]
+        return df[self.config.feature_column(name)]
+
     def fit(self, df: pd.DataFrame) -> Preprocessor:
-        for name, column in self.columns().items():
-            self.processors[name].fit(df[column])
+        for name in self.config.features:
+            self.processors[name].fit(self._input(df, name))
         return self
 
     def transform(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        missing = [c for c in self.columns().values() if c not in df.columns]
+        needed = sorted({c for n in self.config.features for c in self.config.feature_columns(n)})
+        missing = [c for c in needed if c not in df.columns]
         if missing:
-            raise DataError(f"input lacks feature column(s) {missing}; the model was trained on "
-                            f"{sorted(set(self.columns().values()))}")
+            raise DataError(f"input lacks feature column(s) {missing}; the model was trained on {needed}")
         out: dict[str, np.ndarray] = {}
-        for name, column in self.columns().items():
-            arrays = self.processors[name].transform(df[column])
-            if isinstance(arrays, tuple):  # a pretrained text feature: piece ids and first-piece positions
-                out[name], out[name + FIRST] = arrays
+        for name in self.config.features:
+            arrays = self.processors[name].transform(self._input(df, name))
+            if isinstance(arrays, tuple):  # a second array: first-piece positions, bucket ids, token weights
+                out[name], out[name + SECOND[self.config.features[name].type]] = arrays
             else:
                 out[name] = arrays
         return out

@@ -17,5 +17,5 @@ class CategoricalEncoder(nn.Module):
         self.out_dim = dim or embedding_dim(vocab_size)
         self.embedding = nn.Embedding(vocab_size, self.out_dim, padding_idx=0)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids)
+    def forward(self, features: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        return self.embedding(features[name])

@@ -16,5 +16,6 @@ def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MultiHotEncoder(CategoricalEncoder):
     """Like a categorical feature, but a row holds several ids (0 = padding) whose vectors are averaged."""
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        ids = features[name]
         return masked_mean(self.embedding(ids), ids != 0)

@@ -1,13 +1,23 @@
-"""Numeric features: the standardised value and its missing flag, passed through as they are."""
+"""Numeric features: the standardised value and its missing flag, and with `buckets:` the embedding of its
+quantile bucket (fitted on train) next to them."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..data.preprocess import BUCKET
+
 
 class NumericEncoder(nn.Module):
-    out_dim = 2  # value, missing flag
+    def __init__(self, buckets: int | None = None, dim: int = 8):
+        super().__init__()
+        self.embedding = nn.Embedding(buckets, dim, padding_idx=0) if buckets else None
+        self.out_dim = 2 + (dim if buckets else 0)  # value, missing flag (, bucket embedding)
+        self.tap = nn.Identity()  # where explanations attribute the feature
 
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return values
+    def forward(self, features: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        values = features[name]
+        if self.embedding is None:
+            return self.tap(values)
+        return self.tap(torch.cat([values, self.embedding(features[name + BUCKET])], dim=-1))

@@ -35,15 +35,24 @@ def _find(tokens: list[str], needle: list[str], kind: str) -> list[Span]:
 
 
 class TaggingHead(nn.Module):
-    def __init__(self, rep_dim: int, seq_dim: int, n_tags: int, crf: CRF | None, dropout: float = 0.0):
+    """Tag scores per token from its vector and the task's representation, plus (with `window`) a linear term
+    over its token-window features; the last output channel carries the token mask."""
+
+    def __init__(self, rep_dim: int, seq_dim: int, n_tags: int, crf: CRF | None, dropout: float = 0.0,
+                 window: nn.Module | None = None):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(seq_dim + rep_dim, n_tags)
         self.crf = crf
+        self.window = window
 
-    def forward(self, rep: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, rep: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor,
+                token_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.cat([self.dropout(seq), rep.unsqueeze(1).expand(-1, seq.shape[1], -1).to(seq.dtype)], dim=-1)
-        return torch.cat([self.emit(x), mask.unsqueeze(-1).to(x.dtype)], dim=-1)
+        scores = self.emit(x)
+        if self.window is not None and token_ids is not None:
+            scores = scores + self.window(token_ids[:, : scores.shape[1]]).to(scores.dtype)
+        return torch.cat([scores, mask.unsqueeze(-1).to(x.dtype)], dim=-1)
 
 
 @TASK_TYPES.register("tagging", "typed spans over a text feature's tokens (BIO/BIOES), CRF decoding; span F1")
@@ -166,11 +175,18 @@ class TaggingTask(Task):
     def n_outputs(self) -> int:
         return len(self.tags)
 
-    def head(self, in_dim: int, seq_dim: int | None = None) -> nn.Module:
+    def head(self, in_dim: int, seq_dim: int | None = None, vocab: list[str] | None = None,
+             first_id: int = 2) -> nn.Module:
+        """`vocab`: the strings of the text feature's token ids `first_id`, … (for `window_features`)."""
         if seq_dim is None:
             raise TypeError("a tagging head reads the text encoder's per-token vectors: pass seq_dim")
         crf = CRF(len(self.tags), *allowed_transitions(self.tags, self.cfg.scheme)) if self.cfg.crf else None
-        self._head = TaggingHead(in_dim, seq_dim, len(self.tags), crf, self.dropout)
+        window = None
+        if self.cfg.window_features:
+            from ..features.windows import WindowEmissions
+
+            window = WindowEmissions(vocab or [], len(self.tags), self.cfg.window_buckets, first_id)
+        self._head = TaggingHead(in_dim, seq_dim, len(self.tags), crf, self.dropout, window)
         return self._head
 
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -19,14 +20,15 @@ from tqdm.auto import tqdm
 
 from ..analysis.experts import gate_columns, recording
 from ..balancing import Balancer
-from ..config import TrainConfig
-from ..data.batching import Encoded, batches, n_batches
+from ..config import ModelConfig, TrainConfig
+from ..data.batching import Encoded, batches, n_batches, text_lengths
 from ..model import MultiTaskModel
 from ..tasks import Task
 from .affinity import AffinityMonitor
 from .conflict import ConflictMonitor
 from .evaluate import evaluate
 from .monitor import Monitor
+from .optim import Optimizer
 
 
 @dataclass
@@ -65,20 +67,24 @@ def _trackers(model: MultiTaskModel, tasks: dict[str, Task], monitor: Monitor) -
 
 
 def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train: Encoded, valid: Encoded,
-        cfg: TrainConfig, rng: np.random.Generator, device: torch.device, amp: bool = False) -> FitResult:
+        cfg: TrainConfig, rng: np.random.Generator, device: torch.device, amp: bool = False,
+        model_cfg: ModelConfig | None = None,
+        on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None) -> FitResult:
+    """Train `model`; `on_epoch(epoch, validation metrics)` is called after each epoch's evaluation (a tuner
+    reports and prunes there)."""
     es = cfg.early_stopping
     monitor = Monitor.parse(es.monitor if es else "valid.loss", es.mode if es else "auto", tasks)
-    params = list(model.parameters()) + balancer.parameters()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = n_batches(len(train), cfg.batch_size, cfg.max_batches_per_epoch)
+    optimizer = Optimizer(model, balancer.parameters(), cfg, model_cfg or ModelConfig(), steps * cfg.epochs)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else nullcontext
     trackers = _trackers(model, tasks, monitor)
     conflicts = ConflictMonitor(list(tasks), model.shared_parameters(), cfg.conflict_every)
     affinity = AffinityMonitor(list(tasks), model.shared_parameters(), cfg.affinity_every, optimizer)
+    lengths = text_lengths(train) if cfg.bucket_by_length else None
     global_step = 0
     result = FitResult()
     start = time.perf_counter()
-    steps = n_batches(len(train), cfg.batch_size, cfg.max_batches_per_epoch)
 
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -87,7 +93,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         weight_sums = {t: 0.0 for t in tasks}
         reg_sums: dict[str, float] = {}
         bar = tqdm(batches(train, cfg.batch_size, shuffle=True, generator=rng, device=device,
-                           limit=cfg.max_batches_per_epoch),
+                           limit=cfg.max_batches_per_epoch, lengths=lengths),
                    total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
                    dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
@@ -101,20 +107,18 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
             if measure_conflict:
                 conflicts.record(grads)
             extra = sum(regs.values()) if regs else None
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             weights = balancer.backward({t: (scaler.scale(v) if scaler else v) for t, v in losses.items()},
                                         scaler.scale(extra) if scaler and extra is not None else extra)
             if measure_affinity:  # after the backward pass: the look-ahead moves parameters (and puts them back)
                 affinity.measure(grads, lambda b=batch: _recompute(model, tasks, b, eval_mode=True))
             if scaler:
-                scaler.unscale_(optimizer)
+                optimizer.unscale(scaler)
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.clip(cfg.grad_clip)
+            optimizer.step(scaler)
             if scaler:
-                scaler.step(optimizer)
                 scaler.update()
-            else:
-                optimizer.step()
             balancer.after_step(lambda b=batch: _recompute(model, tasks, b))
             for t in tasks:
                 sums[t] += float(losses[t].detach())
@@ -142,6 +146,8 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         result.history.append(row)
         if cfg.progress:
             tqdm.write(_epoch_line(row, tasks, monitor))
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
         if es and all(t.stale >= es.patience for t in trackers.values()):
             break
 
