@@ -54,12 +54,25 @@ class BaselineData:
     threads: int = 1
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    only: dict[str, np.ndarray] | None = None  # split → the rows a model is fitted and chosen on (None: all)
 
     def splits(self) -> list[str]:
         return [s for s in ("train", "valid", "test") if s in self.frames and len(self.frames[s])]
 
     def labels(self, task: Task, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return task.encode(task.label_values(self.frames[split]))
+        target, mask = task.encode(task.label_values(self.frames[split]))
+        if self.only is not None:
+            mask = mask & self.only[split]
+        return target, mask
+
+    def given(self, parent: Task) -> BaselineData:
+        """The same inputs, with models fitted and chosen only on rows where `parent` is 1 (a funnel's
+        p(child | parent)); predictions still cover every row."""
+        only = {}
+        for split in self.splits():
+            target, mask = parent.encode(parent.label_values(self.frames[split]))
+            only[split] = mask & (target > 0.5)
+        return BaselineData(self.config, self.frames, self.tasks, self.threads, self.seed, self.cache, only)
 
     def groups(self, task: Task, split: str) -> np.ndarray | None:
         col = task.group_column
@@ -393,6 +406,7 @@ def run_baselines(config: ExperimentConfig, frames: dict[str, pd.DataFrame], tas
     threads = threads or config.train.threads or 1
     data = BaselineData(config, frames, tasks, threads=threads, seed=config.seed)
     results: dict[str, dict[str, Any]] = {}
+    preds: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     with threadpool_limits(threads):
         for name, task in tasks.items():
             results[name] = {}
@@ -401,14 +415,19 @@ def run_baselines(config: ExperimentConfig, frames: dict[str, pd.DataFrame], tas
                 if not baseline.applies(task, data):
                     continue
                 start = time.perf_counter()
-                setting, preds = baseline.fit(task, data)
+                setting, task_preds = baseline.fit(task, data)
                 entry = {"label": baseline.label, "setting": setting, "fit_seconds": round(time.perf_counter() - start, 2)}
                 for split in ("valid", "test"):
-                    if split in preds:
-                        entry[split] = data.score(task, split, preds[split])
+                    if split in task_preds:
+                        entry[split] = data.score(task, split, task_preds[split])
                 results[name][family] = entry
+                preds[(name, family)] = task_preds
                 log.info("baseline %s / %s (%s): valid %s %.4f (%.1f s)", name, family, setting, task.primary,
                          entry["valid"][task.primary], entry["fit_seconds"])
+        for name, task in tasks.items():  # funnels: the baseline's p(parent) · p(child | parent) as CTCVR
+            parent = getattr(task.cfg, "after", None)
+            if parent is not None:
+                _funnel_baselines(task, tasks[parent], data, results[name], preds)
     best = {}
     for name, task in tasks.items():
         sign = 1.0 if task.higher_is_better(task.primary) else -1.0
@@ -417,6 +436,35 @@ def run_baselines(config: ExperimentConfig, frames: dict[str, pd.DataFrame], tas
             best[name] = max(scored)[1]
     return {"tasks": results, "best": best, "primary": {n: t.primary for n, t in tasks.items()},
             "rows": {s: int(len(f)) for s, f in frames.items()}, "threads": threads}
+
+
+def _funnel_baselines(task: Task, parent: Task, data: BaselineData, entries: dict[str, Any],
+                      preds: dict[tuple[str, str], dict[str, np.ndarray]]) -> None:
+    """For a funnel task, each family's CTCVR AUC: its p(parent) times a second model of p(task | parent = 1)
+    fitted on the parent's positive rows, against the rows where both happened (as the models' `ctcvr_auc`)."""
+    from ..training.evaluate import ctcvr_auc
+
+    given = data.given(parent)
+    for family, entry in entries.items():
+        if (parent.name, family) not in preds:
+            continue
+        baseline = BASELINES.get(family)()
+        setting, conditional = baseline.fit(task, given)
+        entry["setting_given_parent"] = setting
+        for split in ("valid", "test"):
+            if split not in conditional or split not in entry:
+                continue
+            target, mask = data.labels(task, split)
+            p_target, p_mask = data.labels(parent, split)
+            enc = _Labels({task.name: mask, parent.name: p_mask}, {task.name: target, parent.name: p_target})
+            score = preds[(parent.name, family)][split] * conditional[split]
+            entry[split]["ctcvr_auc"] = ctcvr_auc(enc, task.name, parent.name, score)
+
+
+@dataclass
+class _Labels:
+    masks: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
 
 
 def baseline_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -21,19 +21,21 @@ class Encoded:
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # task → group ids for per-group metrics
+    text: list[str] = field(default_factory=list)  # the keys of text features' token (or piece) ids
 
     def __len__(self) -> int:
         return len(next(iter(self.features.values())))
 
     def take(self, idx: np.ndarray) -> Encoded:
         pick = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
-        return Encoded(pick(self.features), pick(self.targets), pick(self.masks), pick(self.groups))
+        return Encoded(pick(self.features), pick(self.targets), pick(self.masks), pick(self.groups), self.text)
 
 
 def encode(df: pd.DataFrame, preprocessor: Preprocessor, tasks: dict[str, Task], with_labels: bool = True,
            split: str | None = None) -> Encoded:
     """Features always; targets and masks for tasks whose label column is present (unseen labels masked)."""
-    enc = Encoded(preprocessor.transform(df))
+    enc = Encoded(preprocessor.transform(df), text=[n for n, f in preprocessor.config.features.items()
+                                                  if f.type == "text"])
     if not with_labels:
         return enc
     for name, task in tasks.items():
@@ -74,8 +76,9 @@ def batch_features(features: dict[str, np.ndarray], idx: np.ndarray, device: tor
 
 
 def text_lengths(enc: Encoded) -> np.ndarray:
-    """Per row, the most tokens any of its id matrices holds (what dynamic padding pads to)."""
-    mats = [v for v in enc.features.values() if v.dtype == np.int64 and v.ndim == 2]
+    """Per row, the most tokens any of its text features holds (what dynamic padding pads to); 0 without
+    text."""
+    mats = [enc.features[k] for k in enc.text if k in enc.features]
     if not mats:
         return np.zeros(len(enc), dtype=np.int64)
     return np.max(np.stack([(m != 0).sum(1) for m in mats], axis=1), axis=1)
@@ -98,13 +101,33 @@ def batch_order(n: int, batch_size: int, generator: np.random.Generator, lengths
     return [out[i] for i in generator.permutation(len(out))]
 
 
+TEXT_INFERENCE_BATCH = 256  # rows per batch where there is text: larger batches ran slower on the CPU
+
+
+def inference_order(enc: Encoded, batch_size: int) -> list[np.ndarray]:
+    """Batches of row indices for a pass without gradients: rows sorted by text length where there is text
+    (each batch pads only to its own longest row; at most 256 rows, which ran 2.6× faster than 4096 on a frozen
+    MiniLM), else in row order."""
+    n = len(enc)
+    lengths = text_lengths(enc)
+    if lengths.any():
+        order = np.argsort(lengths, kind="stable")
+        batch_size = min(batch_size, TEXT_INFERENCE_BATCH)
+    else:
+        order = np.arange(n)
+    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+
+
 def batches(enc: Encoded, batch_size: int, shuffle: bool = False, generator: np.random.Generator | None = None,
             device: torch.device | str = "cpu", limit: int | None = None,
-            lengths: np.ndarray | None = None) -> Iterator[dict]:
-    """Mini-batches as {'features': {...}, 'targets': {...}, 'masks': {...}} of tensors on `device`; shuffled
-    with `generator` (grouped by `lengths` when given), else in row order."""
+            lengths: np.ndarray | None = None, order: list[np.ndarray] | None = None) -> Iterator[dict]:
+    """Mini-batches as {'features': {...}, 'targets': {...}, 'masks': {...}, 'index': rows} of tensors on
+    `device`; shuffled with `generator` (grouped by `lengths` when given), in the given `order`, or in row
+    order."""
     n = len(enc)
-    if shuffle and generator is not None:
+    if order is not None:
+        pass
+    elif shuffle and generator is not None:
         order = batch_order(n, batch_size, generator, lengths)
     else:
         order = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
@@ -115,6 +138,7 @@ def batches(enc: Encoded, batch_size: int, shuffle: bool = False, generator: np.
             "features": batch_features(enc.features, idx, device),
             "targets": {k: torch.from_numpy(v[idx]).to(device) for k, v in enc.targets.items()},
             "masks": {k: torch.from_numpy(v[idx]).to(device) for k, v in enc.masks.items()},
+            "index": idx,
         }
 
 
