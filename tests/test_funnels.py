@@ -133,3 +133,23 @@ def test_a_funnel_the_data_contradicts_is_refused_and_a_small_breach_is_warned(c
 def test_funnel_config_errors_name_the_field(tasks, message):
     with pytest.raises(ConfigError, match=message):
         funnel_config(tasks=tasks)
+
+
+def test_funnel_tasks_report_ctcvr_auc_and_so_do_their_baselines():
+    from shopmtl.analysis.baselines import run_baselines
+    from shopmtl.tasks.binary import safe_auc
+
+    tasks = {"view": {"type": "binary"}, "cart": {"type": "binary", "after": "view"}}
+    exp = Experiment(funnel_config(tasks=tasks, epochs=4))
+    df = funnel_frame()
+    run = exp.fit(save=False, data=df)
+    frames, fitted = exp.prepare(df)
+    test = frames["test"]
+    pred = run.predict(test)
+    joint = ((test["view"] == 1) & (test["cart"] == 1)).to_numpy().astype(float)
+    assert run.metrics["test"]["cart"]["ctcvr_auc"] == pytest.approx(safe_auc(joint, pred["cart"].to_numpy()),
+                                                                     abs=1e-6)
+    assert "ctcvr_auc" not in run.metrics["test"]["view"]
+    record = run_baselines(exp.config, frames, fitted, ["linear"])
+    entry = record["tasks"]["cart"]["linear"]
+    assert 0.5 < entry["test"]["ctcvr_auc"] <= 1.0 and "C" in entry["setting_given_parent"]

@@ -410,3 +410,29 @@ def test_text_features_share_one_pretrained_model(tmp_path, no_network):
     assert len(encoders) == 1
     assert (run.path / "model.pt").stat().st_size < 120e6  # its weights are saved once (~90 MB)
     assert Run.load(run.path).predict(titles_frame(5))["category"].notna().all()
+
+
+def test_window_features_put_the_feature_crf_inside_the_neural_tagger(tmp_path):
+    raw = titles_config(tmp_path)
+    raw["tasks"]["brand"]["window_features"] = True
+    raw["train"]["epochs"] = 4
+    run = Experiment(config_from_dict(raw)).fit(data=titles_frame(), save=False)
+    window = run.model.heads["brand"].window
+    assert window is not None and run.model.heads["product"].window is None
+    assert window.unigrams.weight.abs().sum() > 0  # the window weights trained
+    assert run.metrics["test"]["brand"]["span_f1"] > 0.9
+    loaded = Run.load(Experiment(config_from_dict(raw)).fit(data=titles_frame(120)).path)
+    assert loaded.model.heads["brand"].window is not None
+
+
+def test_window_features_read_first_pieces_under_a_pretrained_encoder(tmp_path, no_network):
+    raw = titles_config(tmp_path, text={"encoder": "pretrained", "lr": 5e-5, "finetune": True})
+    raw["tasks"]["brand"]["window_features"] = True
+    raw["train"].update(epochs=1, warmup=0.5, schedule="linear")
+    run = Experiment(config_from_dict(raw)).fit(data=titles_frame(64), save=False)
+    from shopmtl.model import token_ids
+
+    features = run.preprocessor.transform(pd.DataFrame({"tokens": [["zento", "blender"]]}))
+    ids = token_ids({k: torch.from_numpy(v) for k, v in features.items()}, "title")
+    assert ids[0, 0] == features["title"][0, 1] and ids[0, 2] == 0  # each token's first piece; none past the row
+    assert np.isfinite(run.metrics["test"]["brand"]["span_f1"])

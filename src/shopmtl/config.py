@@ -118,6 +118,9 @@ class SparseFeature(_Feature):
                                    "`numeric`) whose joint value is a token, e.g. [[user_id, cate_id]]")
     numeric: list[str] = Field(default_factory=list, description="ids: numeric columns, one token per quantile "
                                "bucket (fitted on train, `quantiles` of them; log1p first with `log1p: true`)")
+    values: list[str] = Field(default_factory=list, description="ids: numeric columns read as they are: one "
+                              "weight per column on its standardised value (log1p first with `log1p: true`; "
+                              "missing → 0 and a `<col>#missing` token), as a linear model reads a number")
     quantiles: int = Field(10, ge=2, le=1000)
     log1p: bool = Field(False, description="ids: log1p the `numeric` columns before bucketing (counts)")
     weighting: Literal["tfidf", "count", "binary"] | None = Field(
@@ -134,8 +137,9 @@ class SparseFeature(_Feature):
         if len(self.ngrams) != 2 or not 1 <= self.ngrams[0] <= self.ngrams[1] <= 6:
             raise ValueError(f"ngrams: {self.ngrams} must be [shortest, longest] with 1 ≤ shortest ≤ longest ≤ 6")
         if self.source == "ids":
-            if not (self.columns or self.numeric):
-                raise ValueError("source: ids reads `columns:` (and `cross:`, `numeric:`); name at least one column")
+            if not (self.columns or self.numeric or self.values):
+                raise ValueError("source: ids reads `columns:` (and `cross:`, `numeric:`, `values:`); name at least "
+                                 "one column")
             if self.column is not None:
                 raise ValueError("source: ids reads `columns:` (a list), not `column:`")
             known = set(self.columns) | set(self.numeric)
@@ -145,13 +149,14 @@ class SparseFeature(_Feature):
                 for c in pair:
                     if c not in known:
                         raise ValueError(f"cross: `{c}` is not in `columns` or `numeric`;{did_you_mean(c, known)}")
-        elif self.columns or self.cross or self.numeric:
-            raise ValueError("columns / cross / numeric belong to `source: ids`; a text source reads `column:`")
+        elif self.columns or self.cross or self.numeric or self.values:
+            raise ValueError("columns / cross / numeric / values belong to `source: ids`; a text source reads "
+                             "`column:`")
         return self
 
     def input_columns(self, name: str) -> list[str]:
         if self.source == "ids":
-            return list(dict.fromkeys(self.columns + self.numeric))
+            return list(dict.fromkeys(self.columns + self.numeric + self.values))
         return [self.column or name]
 
     @property

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from .config import ExperimentConfig, apply_overrides, config_from_dict, read_yaml
-from .errors import ConfigError
+from .errors import ConfigError, ShopMTLError
 
 log = logging.getLogger("shopmtl")
 
@@ -108,8 +108,10 @@ def trial_raw(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
     wide = values.pop("model.wide", None)
     wide_keys = {k: values.pop(k) for k in list(values) if k.startswith("model.wide.")}
-    if wide == "off":
+    if wide == "off":  # and the sparse features only the wide term read go with it
         raw.setdefault("model", {}).pop("wide", None)
+        raw["features"] = {n: f for n, f in raw.get("features", {}).items()
+                           if not (isinstance(f, dict) and f.get("type") == "sparse" and not f.get("deep"))}
     elif wide == "on" or (wide is None and raw.get("model", {}).get("wide") is not None):
         raw.setdefault("model", {})["wide"] = dict(raw["model"].get("wide") or {})
         for k, v in wide_keys.items():
@@ -139,14 +141,16 @@ class Objective:
     """What a trial is scored by on the validation split (higher is better after `sign`)."""
 
     text: str
-    monitor: Any = None
+    monitor: Any = None  # a Monitor, or a list of them (their mean: `valid.mean_auc+valid.mean_gauc`)
     reference: dict[str, float] = field(default_factory=dict)  # task → best baseline's primary valid metric
     higher: dict[str, bool] = field(default_factory=dict)
     primary: dict[str, str] = field(default_factory=dict)
 
     @property
     def maximise(self) -> bool:
-        return True if self.monitor is None else self.monitor.higher_is_better
+        if self.monitor is None:
+            return True
+        return self.monitor[0].higher_is_better if isinstance(self.monitor, list) else self.monitor.higher_is_better
 
     def value(self, metrics: dict[str, dict[str, float]]) -> float:
         if self.monitor is None:
@@ -155,6 +159,9 @@ class Objective:
             values = {t: metrics[t][m] for t, m in self.primary.items() if t in metrics}
             return delta_m(values, self.reference, self.higher)
         losses = {t: m["loss"] for t, m in metrics.items() if "loss" in m}
+        if isinstance(self.monitor, list):
+            values = [m.value(metrics, losses) for m in self.monitor]
+            return sum(values) / len(values)
         return self.monitor.value(metrics, losses)
 
     def gains(self, metrics: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -173,7 +180,14 @@ def make_objective(text: str, config: ExperimentConfig, data: Any, base_dir: Pat
 
     frames, tasks = Experiment(config, base_dir).prepare(data)
     if text != "baselines":
-        return Objective(text, Monitor.parse(text, "auto", tasks))
+        monitors = [Monitor.parse(part.strip(), "auto", tasks) for part in text.split("+")]
+        if any(m.metric == "primary" and m.task is None for m in monitors):
+            raise ConfigError("--objective valid.primary is relative to each trial's own first epoch, so trials "
+                              "cannot be ranked by it; use `baselines` (relative to fixed baselines) or a metric")
+        if len({m.higher_is_better for m in monitors}) > 1:
+            raise ConfigError(f"--objective {text}: its parts go in opposite directions (higher vs lower is "
+                              f"better); combine figures of one direction, e.g. valid.mean_auc+valid.mean_gauc")
+        return Objective(text, monitors if len(monitors) > 1 else monitors[0])
     if baselines is not None:
         record = _read_baselines(Path(baselines), frames, tasks)
     else:
@@ -238,7 +252,13 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
         values = sample(trial, space)
         cfg_raw = trial_raw(base_raw, values)
         cfg_raw.setdefault("train", {})["progress"] = False
-        cfg = config_from_dict(cfg_raw, f"trial {trial.number}")
+        try:
+            cfg = config_from_dict(cfg_raw, f"trial {trial.number}")
+        except ShopMTLError as err:
+            records.append({"trial": trial.number, **{k: _choice_key(v) for k, v in values.items()},
+                            "state": f"failed: {err}"})
+            log.warning("tune: trial %d failed: %s", trial.number, err)
+            raise
         start = time.perf_counter()
         record: dict[str, Any] = {"trial": trial.number, **{k: _choice_key(v) for k, v in values.items()}}
 
@@ -254,6 +274,10 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
         except optuna.TrialPruned:
             records.append({**record, "state": "pruned", "seconds": round(time.perf_counter() - start, 1)})
             raise
+        except ShopMTLError as err:  # these settings cannot train on this data: the trial fails, the search goes on
+            log.warning("tune: trial %d failed: %s", trial.number, err)
+            records.append({**record, "state": f"failed: {err}", "seconds": round(time.perf_counter() - start, 1)})
+            raise
         value = goal.value(run.metrics["valid"])
         record.update(state="complete", value=value, seconds=round(time.perf_counter() - start, 1),
                       epochs=run.metrics["epochs_run"])
@@ -268,12 +292,12 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
     study = optuna.create_study(direction="maximize" if goal.maximise else "minimize",
                                 sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
-    study.optimize(run_trial, n_trials=trials, timeout=timeout)
+    study.optimize(run_trial, n_trials=trials, timeout=timeout, catch=(ShopMTLError,))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError("tune: no trial completed (every one was pruned or failed); raise --trials")
     best = study.best_trial
-    table = pd.DataFrame(records).sort_values("trial")
+    table = pd.DataFrame(records).drop_duplicates("trial", keep="last").sort_values("trial")
     table.to_csv(folder / "trials.csv", index=False)
     best_raw = best.user_attrs["raw"]
     best_raw["train"].pop("progress", None)

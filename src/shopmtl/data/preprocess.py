@@ -263,15 +263,21 @@ class SparseProcessor:
     or 1. `transform` gives ids [N, K] (0 = padding) and weights [N, K], K the most tokens a row holds."""
 
     def __init__(self, cfg: Any, kept: np.ndarray | None = None, idf: np.ndarray | None = None,
-                 edges: dict[str, list[float]] | None = None):
+                 edges: dict[str, list[float]] | None = None, scale: dict[str, list[float]] | None = None):
         self.cfg = cfg
         self.kept = np.zeros(0, dtype=np.int64) if kept is None else np.asarray(kept, dtype=np.int64)
         self.idf = np.ones(len(self.kept), dtype=np.float32) if idf is None else np.asarray(idf, np.float32)
         self.edges = edges or {}
+        self.scale = scale or {}  # `values` column → [mean, std] on train
 
     @property
     def size(self) -> int:
-        return len(self.kept) + 1
+        """Ids: 0 padding, the kept buckets, then per `values` column its value and its missing flag."""
+        return len(self.kept) + 1 + 2 * len(getattr(self.cfg, "values", []))
+
+    def _numbers(self, data: pd.DataFrame, col: str) -> np.ndarray:
+        values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.log1p(np.clip(values, 0, None)) if self.cfg.log1p else values
 
     # ---- tokens
     def tokens(self, data: pd.DataFrame) -> list[list[str]]:
@@ -286,10 +292,7 @@ class SparseProcessor:
             keys = as_keys(data[col])
             parts[col] = (col + "=" + keys).where(keys.notna())
         for col in c.numeric:
-            values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            if c.log1p:
-                values = np.log1p(np.clip(values, 0, None))
-            ids = bucketise(values, self.edges.get(col, []))
+            ids = bucketise(self._numbers(data, col), self.edges.get(col, []))
             parts[col] = pd.Series([f"{col}#q{i}" if i else f"{col}#na" for i in ids], index=data.index)
         token_columns = [parts[col] for col in list(c.columns) + list(c.numeric)]
         for a, b in c.cross:
@@ -309,10 +312,12 @@ class SparseProcessor:
         c = self.cfg
         if c.source == "ids":
             for col in c.numeric:
-                values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                if c.log1p:
-                    values = np.log1p(np.clip(values, 0, None))
-                self.edges[col] = quantile_edges(values, c.quantiles)
+                self.edges[col] = quantile_edges(self._numbers(data, col), c.quantiles)
+            for col in c.values:
+                finite = self._numbers(data, col)
+                finite = finite[np.isfinite(finite)]
+                std = float(finite.std()) if len(finite) > 1 and finite.std() > 0 else 1.0
+                self.scale[col] = [float(finite.mean()) if len(finite) else 0.0, std]
         counts = self._counts(data).tocsc()
         df = np.diff(counts.indptr)  # rows per bucket
         buckets = np.flatnonzero(df >= c.min_count)
@@ -349,15 +354,38 @@ class SparseProcessor:
         out_w = np.zeros((counts.shape[0], width), dtype=np.float32)
         out_ids[rows, col] = ids
         out_w[rows, col] = w
+        extra = self._value_columns(data)
+        if extra is not None:
+            out_ids, out_w = np.concatenate([out_ids, extra[0]], 1), np.concatenate([out_w, extra[1]], 1)
         return out_ids, out_w
 
+    def _value_columns(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per `values` column two entries: its id with the standardised value (0 where missing), and its
+        missing id with weight 1 where the value is missing (padding otherwise)."""
+        names = list(getattr(self.cfg, "values", []))
+        if not names:
+            return None
+        n, first = len(data), len(self.kept) + 1
+        ids = np.zeros((n, 2 * len(names)), dtype=np.int64)
+        weights = np.zeros((n, 2 * len(names)), dtype=np.float32)
+        for k, col in enumerate(names):
+            values = self._numbers(data, col)
+            mean, std = self.scale.get(col, [0.0, 1.0])
+            missing = ~np.isfinite(values)
+            ids[:, 2 * k] = np.where(missing, 0, first + 2 * k)
+            weights[:, 2 * k] = np.where(missing, 0.0, (values - mean) / std)
+            ids[:, 2 * k + 1] = np.where(missing, first + 2 * k + 1, 0)
+            weights[:, 2 * k + 1] = missing.astype(np.float32)
+        return ids, weights
+
     def state(self) -> dict[str, Any]:
-        return {"kept": self.kept.tolist(), "idf": [float(v) for v in self.idf], "edges": self.edges}
+        return {"kept": self.kept.tolist(), "idf": [float(v) for v in self.idf], "edges": self.edges,
+                "scale": self.scale}
 
     @classmethod
     def from_state(cls, cfg: Any, state: dict[str, Any]) -> SparseProcessor:
         return cls(cfg, np.asarray(state["kept"], dtype=np.int64), np.asarray(state["idf"], dtype=np.float32),
-                   state.get("edges") or {})
+                   state.get("edges") or {}, state.get("scale") or {})
 
 
 def _identity_tokens(tokens: list[str]) -> list[str]:

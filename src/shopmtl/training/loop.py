@@ -83,6 +83,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     affinity = AffinityMonitor(list(tasks), model.shared_parameters(), cfg.affinity_every, optimizer)
     lengths = text_lengths(train) if cfg.bucket_by_length else None
     global_step = 0
+    reference: dict[str, dict[str, float]] | None = None
     result = FitResult()
     start = time.perf_counter()
 
@@ -140,9 +141,10 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         row.update({f"weight.{t}": weight_sums[t] / max(steps, 1) for t in tasks})
         row["valid.loss"] = float(sum(valid_losses.values()))
         row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})
+        reference = reference or metrics  # `valid.primary` is relative to the first epoch
         for tracker in trackers.values():
-            tracker.update(tracker.monitor.value(metrics, valid_losses), epoch, model)
-        row["monitor"] = monitor.value(metrics, valid_losses)
+            tracker.update(tracker.monitor.value(metrics, valid_losses, reference), epoch, model)
+        row["monitor"] = monitor.value(metrics, valid_losses, reference)
         result.history.append(row)
         if cfg.progress:
             tqdm.write(_epoch_line(row, tasks, monitor))
