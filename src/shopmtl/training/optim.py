@@ -49,8 +49,16 @@ class Optimizer:
         if wide_dense:
             groups.append({"params": wide_dense, "lr": wide_lr, "weight_decay": 0.0})
         self.dense = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
-        self.sparse = torch.optim.SparseAdam(sparse, lr=wide_lr) if sparse else None
-        self.sparse_decay = wide.weight_decay if wide else 0.0
+        # one group per wide table, with its task's own lr and weight decay where `model.wide.tasks` sets them
+        owner = {id(m.table.weight): name.split(".")[1] for name, m in model.named_modules()
+                 if name.startswith("wide.") and hasattr(m, "table")}
+        sparse_groups = []
+        for p in sparse:
+            own = (wide.tasks.get(owner.get(id(p), "")) if wide else None)
+            sparse_groups.append({"params": [p], "lr": own.lr if own and own.lr else wide_lr,
+                                  "weight_decay": own.weight_decay if own and own.weight_decay is not None
+                                  else (wide.weight_decay if wide else 0.0)})
+        self.sparse = torch.optim.SparseAdam(sparse_groups, lr=wide_lr) if sparse else None
         self.optimizers = [o for o in (self.dense, self.sparse) if o is not None]
         self.base_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
         self.total = max(total_steps, 1)
@@ -87,10 +95,12 @@ class Optimizer:
                 scaler.step(o)
             else:
                 o.step()
-        if self.sparse is not None and self.sparse_decay:
+        if self.sparse is not None:
             with torch.no_grad():
                 for group in self.sparse.param_groups:
-                    shrink = 1.0 - group["lr"] * self.sparse_decay
+                    if not group.get("weight_decay"):
+                        continue
+                    shrink = 1.0 - group["lr"] * group["weight_decay"]
                     for p in group["params"]:
                         if p.grad is not None:
                             rows = p.grad.coalesce().indices()[0]
