@@ -142,6 +142,9 @@ def test_sparse_values_carry_standardised_numbers_and_a_missing_flag():
     assert (ids[3] == missing_id).sum() == 1 and (ids[3] == value_id).sum() == 0
     again = SparseProcessor.from_state(cfg, json.loads(json.dumps(proc.state())))
     assert np.array_equal(again.transform(frame)[0], ids)
+    only = SparseProcessor(SparseFeature(type="sparse", source="ids", values=["clicks"]))  # numbers alone
+    only.fit(frame)
+    assert only.size == 3 and ((only.transform(frame)[0] > 0).sum(1) == 1).all()
 
 
 def test_unseen_tokens_are_dropped_at_transform():

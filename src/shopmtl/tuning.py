@@ -62,6 +62,7 @@ def default_space(config: ExperimentConfig) -> dict[str, Any]:
         for name, task in config.tasks.items():  # a noisy regression wants more decay than the classifiers
             if task.type == "regression":
                 space[f"model.wide.tasks.{name}.weight_decay"] = [0.0, 0.1, 1.0, 3.0]
+                space[f"model.wide.tasks.{name}.lr"] = {"low": lr / 30, "high": lr * 3, "log": True}
     es = config.train.early_stopping
     if es is not None and len(config.tasks) > 1:
         space["train.early_stopping.monitor"] = list(dict.fromkeys([es.monitor, "valid.primary"]))

@@ -297,6 +297,8 @@ class SparseProcessor:
         token_columns = [parts[col] for col in list(c.columns) + list(c.numeric)]
         for a, b in c.cross:
             token_columns.append((parts[a] + "&" + parts[b]).where(parts[a].notna() & parts[b].notna()))
+        if not token_columns:  # only `values`: no hashed tokens
+            return [[] for _ in range(len(data))]
         table = pd.concat(token_columns, axis=1).to_numpy(dtype=object)
         return [[t for t in row if isinstance(t, str)] for row in table]
 
