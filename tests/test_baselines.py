@@ -117,8 +117,8 @@ def test_compare_with_baselines_puts_them_in_the_table(capsys, synthetic_yaml):
     assert code == 0, out
     folder = out.split("comparison saved to ")[1].split()[0]
     record = json.loads(open(f"{folder}/compare.json").read())
-    assert record["baseline_labels"] == ["baseline: TF-IDF + LR"]
-    assert "baseline: TF-IDF + LR" in record["summary"]["labels"]
+    assert record["baseline_labels"] == ["baseline: TF-IDF + LR / ridge"]
+    assert "baseline: TF-IDF + LR / ridge" in record["summary"]["labels"]
     vs = record["vs_baseline"]
     assert vs["models"][0] == "single" and {r["task"] for r in vs["rows"]} == {"liked", "kind", "score"}
     for row in vs["rows"]:

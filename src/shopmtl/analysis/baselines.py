@@ -94,7 +94,11 @@ class Baseline:
     """One family of per-task models: which tasks it serves, and how it fits one (its setting chosen on valid)."""
 
     name: str = ""
-    label: str = ""
+    label: str = ""  # the family's name in a table
+
+    def label_for(self, task: Task) -> str:
+        """What the model fitted for `task` is called (a family may fit different models per task type)."""
+        return self.label
 
     def applies(self, task: Task, data: BaselineData) -> bool:
         raise NotImplementedError
@@ -203,7 +207,10 @@ def _proba(model: Any, x: Any, n_classes: int) -> np.ndarray:
 
 @BASELINES.register("linear", "TF-IDF (+ one-hot, numbers) → logistic regression per task, ridge for regression")
 class LinearBaseline(Baseline):
-    name, label = "linear", "TF-IDF + LR"
+    name, label = "linear", "TF-IDF + LR / ridge"
+
+    def label_for(self, task: Task) -> str:
+        return "TF-IDF + ridge" if task.cfg.type == "regression" else "TF-IDF + LR"
 
     def applies(self, task: Task, data: BaselineData) -> bool:
         return task.cfg.type in ("binary", "multiclass", "multilabel", "regression")
@@ -223,9 +230,7 @@ class LinearBaseline(Baseline):
                 model = Ridge(alpha=alpha).fit(xt, yt)
                 candidates.append(({"alpha": alpha},
                                    lambda s, m=model: m.predict(x[s]) * task.std + task.mean))
-            self.label = "TF-IDF + ridge"
             return _choose(task, data, candidates)
-        self.label = "TF-IDF + LR"
         model: Any = None
         for c in C_GRID:  # ascending C, each fit warm-started from the last
             with warnings.catch_warnings():
@@ -418,7 +423,7 @@ def run_baselines(config: ExperimentConfig, frames: dict[str, pd.DataFrame], tas
                     continue
                 start = time.perf_counter()
                 setting, task_preds = baseline.fit(task, data)
-                entry = {"label": baseline.label, "setting": setting, "fit_seconds": round(time.perf_counter() - start, 2)}
+                entry = {"label": baseline.label_for(task), "setting": setting, "fit_seconds": round(time.perf_counter() - start, 2)}
                 for split in ("valid", "test"):
                     if split in task_preds:
                         entry[split] = data.score(task, split, task_preds[split])

@@ -327,7 +327,7 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
                     _metric(run, task_name, metrics[task_name], "valid"))
     baseline_record, baseline_labels = None, []
     if families is not None:
-        from .baselines import run_baselines
+        from .baselines import BASELINES, run_baselines
 
         log.info("compare: fitting the baselines (%s)", ", ".join(families))
         frames, tasks = Experiment(base, base_dir).prepare(data)
@@ -336,7 +336,7 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
             entries = {t: baseline_record["tasks"][t].get(family) for t in metrics}
             if not any(entries.values()):
                 continue
-            label = f"baseline: {next(e['label'] for e in entries.values() if e)}"
+            label = f"baseline: {BASELINES.get(family).label}"
             baseline_labels.append(label)
             for split, target in (("test", values), ("valid", valid)):
                 target[label] = {t: [(e.get(split, {}).get(metrics[t], math.nan) if e else math.nan)] * len(seed_list)
