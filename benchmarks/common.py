@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 SHOWN = {"binary": ["auc", "gauc"], "multiclass": ["accuracy", "macro_f1"], "multilabel": ["micro_f1", "macro_f1"],
          "regression": ["rmse", "r2"], "tagging": ["span_f1", "span_precision", "span_recall"]}
-LOWER = ("rmse", "mae", "logloss")
+LOWER = ("rmse", "mae", "logloss", "loss")
 
 
 def run_name(config: str, label: str) -> str:

@@ -21,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from common import OUT, ROOT, machine, run_all
+from common import LOWER, OUT, ROOT, gain, machine, run_all
 
 RECIPES = ["shopping_guide", "shopping_funnel", "user_profile", "reviews", "catalog", "toys", "books",
            "chinese_reviews", "taobao_titles"]
 SECONDARY = {"binary": ["gauc", "ctcvr_auc"]}
-LOWER = {"rmse", "mae", "logloss", "loss"}
 
 
 def compare(config: str, seeds: int, data_dir: str, out: Path, threads: int | None) -> Path:
@@ -86,12 +85,6 @@ def collect(config: str, folder: Path) -> dict:
             "tasks": tasks, "train_seconds": seconds,
             "wall_seconds": float(wall.read_text()) if wall.exists() else None,
             "folder": str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)}
-
-
-def gain(value: float, base: float, metric: str) -> float:
-    if value is None or base is None or math.isnan(value) or math.isnan(base) or base == 0:
-        return math.nan
-    return (-1 if metric in LOWER else 1) * (value - base) / abs(base) * 100
 
 
 def _pm(cell: dict) -> str:

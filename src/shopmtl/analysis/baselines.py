@@ -18,6 +18,7 @@ import logging
 import math
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,7 @@ class BaselineData:
         return task.metrics(target[mask], pred[mask], groups[mask] if groups is not None else None)
 
 
-class Baseline:
+class Baseline(ABC):
     """One family of per-task models: which tasks it serves, and how it fits one (its setting chosen on valid)."""
 
     name: str = ""
@@ -100,12 +101,13 @@ class Baseline:
         """What the model fitted for `task` is called (a family may fit different models per task type)."""
         return self.label
 
+    @abstractmethod
     def applies(self, task: Task, data: BaselineData) -> bool:
-        raise NotImplementedError
+        """Whether this family has a model for `task` (its type, and the inputs it needs)."""
 
+    @abstractmethod
     def fit(self, task: Task, data: BaselineData) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(the chosen setting, predictions per split in `Task.predict`'s form)."""
-        raise NotImplementedError
 
 
 BASELINES: Registry[type[Baseline]] = Registry("baseline", "--baselines")
