@@ -238,3 +238,76 @@ def test_window_emissions_score_the_template_and_start_at_zero():
     # the CRF baseline's features follow the same template
     feats = crf_features(["a", "b", "1"])
     assert {f"t{d:+d}" for d in OFFSETS} <= set(feats[0]) and feats[2]["shape"] == "digit"
+
+
+def _pretrain_config(freeze: bool) -> dict:
+    return _config(
+        {"text": {"type": "text", "tokenizer": "words", "max_len": 8, "min_count": 1},
+         "grams": {"type": "sparse", "column": "text", "ngrams": [1, 1], "min_count": 1}},
+        {"liked": {"type": "binary"}, "kind": {"type": "multiclass"}},
+        {"bottom_layers": [16], "tower_layers": [8], "text": {"encoder": "bag", "embed_dim": 8},
+         "wide": {"lr": 0.05, "pretrain": {"epochs": 40, "patience": 3, "freeze": freeze}}},
+        {"epochs": 4, "lr": 0.01, "early_stopping": {"patience": 2, "monitor": "valid.primary"}})
+
+
+def test_model_started_from_the_wide_fit_outputs_the_wide_model():
+    from shopmtl.data.preprocess import Preprocessor
+    from shopmtl.model import MultiTaskModel
+
+    df = _logistic_frame(400)
+    cfg = config_from_dict(_pretrain_config(freeze=True))
+    frames, tasks = Experiment(cfg).prepare(df)
+    pre = Preprocessor(cfg).fit(frames["train"])
+    batch = encode(frames["valid"], pre, tasks)
+    features = {k: torch.as_tensor(v) for k, v in batch.features.items()}
+    full = MultiTaskModel(cfg, pre, tasks)
+    wide_only = MultiTaskModel(config_from_dict({**_pretrain_config(True),
+                                                 "model": {"wide": {"deep": False}}}), pre, tasks)
+    torch.manual_seed(1)
+    for p in wide_only.wide.parameters():
+        torch.nn.init.normal_(p)
+    full.start_from_wide(wide_only.wide.state_dict(), freeze=True)
+    full.eval(), wide_only.eval()
+    with torch.no_grad():
+        ours, reference = full(features), wide_only(features)
+    for name in tasks:
+        torch.testing.assert_close(ours[name], reference[name])
+    assert not any(p.requires_grad for p in full.wide.parameters())
+    assert all(p.requires_grad for p in full.heads.parameters())
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_wide_pretrain_then_deep_never_ends_below_the_wide_fit_on_validation(freeze):
+    from shopmtl.analysis.compare import relative_gain
+
+    df = _logistic_frame(900)
+    run = Experiment(config_from_dict(_pretrain_config(freeze))).fit(save=False, data=df)
+    pre = run.metrics["wide_pretrain"]
+    assert set(pre["best_epoch"]) == {"liked", "kind"} and pre["epochs_run"] > 1 and pre["seconds"] > 0
+    # the deep training starts from the wide fit (each task at its own best epoch) and that start stays a
+    # candidate per task: a task the deep path does not help keeps its wide model, so no task ends below it
+    start, final = pre["valid"], run.metrics["valid"]
+    for name, task in run.tasks.items():
+        gain = relative_gain(final[name][task.primary], start[name][task.primary], task.higher_is_better(task.primary))
+        assert gain >= -1e-9, name
+        if name in pre["wide_only"]:
+            assert final[name][task.primary] == pytest.approx(start[name][task.primary], abs=1e-9), name
+            assert not run.model.heads[name].weight.any(), name  # its deep output stays at zero
+    if freeze:
+        assert not any(p.requires_grad for p in run.model.wide.parameters())
+
+
+def test_wide_pretrain_needs_the_deep_path():
+    raw = _pretrain_config(False)
+    raw["model"]["wide"]["deep"] = False
+    with pytest.raises(ConfigError, match="model.wide.pretrain: with deep: false"):
+        config_from_dict(raw)
+
+
+def test_wide_only_model_with_an_unread_text_feature_is_explained():
+    raw = _pretrain_config(False)
+    raw["model"] = {"wide": {"deep": False}}
+    raw["report"] = {"explain_rows": 32, "explain_steps": 4}
+    run = Experiment(config_from_dict(raw)).fit(save=False, data=_logistic_frame(300))
+    share = run.metrics["explanations"]["tasks"]["liked"]["feature_share"]
+    assert share.get("grams", 0) > 0.99  # the text feature is not read at all

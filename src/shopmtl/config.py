@@ -276,6 +276,14 @@ class WideTaskConfig(Strict):
                                        "model.wide.weight_decay); a noisy regression usually wants more")
 
 
+class WidePretrainConfig(Strict):
+    epochs: int = Field(50, ge=1, description="at most this many epochs of the wide term alone")
+    patience: int = Field(3, ge=1, description="stop a task's wide fit after this many epochs without a better "
+                          "validation primary metric; each task keeps its own best epoch")
+    freeze: bool = Field(False, description="true: the fitted wide weights stay fixed while the deep path trains "
+                         "(it learns the residual); false: they train on with it")
+
+
 class WideConfig(Strict):
     features: list[str] | None = Field(None, description="the sparse features of the wide term (default: every "
                                        "`type: sparse` feature)")
@@ -284,6 +292,10 @@ class WideConfig(Strict):
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay of the wide weights, applied to the "
                                 "rows a batch touches")
     lr: float | None = Field(None, gt=0, description="learning rate of the wide weights (default train.lr)")
+    pretrain: WidePretrainConfig | None = Field(None, description="fit the wide term alone first, every task to "
+                                                "its best validation epoch (a per-task linear model at its "
+                                                "optimum), then train the deep path on top, starting from the "
+                                                "wide model's outputs; absent: both train together from the start")
     deep: bool = Field(True, description="false: each task's output is its wide term alone (a per-task linear "
                        "model); the sharing architecture is not run")
 
@@ -327,7 +339,9 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
-    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig, description="stop "
+                                                       "when the monitor stops improving and keep the best "
+                                                       "epoch's weights; null: run every epoch, keep the last")
     max_batches_per_epoch: int | None = Field(None, gt=0)
     conflict_every: int | None = Field(50, gt=0, description="measure the cosine between task gradients on the "
                                        "shared parameters every N steps (and each epoch's first); null: never")
@@ -418,6 +432,9 @@ class ExperimentConfig(Strict):
             if not self.features[n].deep and n not in read_by_wide:
                 raise ValueError(f"features.{n}: nothing reads this sparse feature; add model.wide (the per-task "
                                  f"linear term) or set features.{n}.deep: true")
+        if wide is not None and not wide.deep and wide.pretrain is not None:
+            raise ValueError("model.wide.pretrain: with deep: false the wide term is the whole model and is fitted "
+                             "anyway; remove pretrain or set deep: true")
         if wide is not None and not wide.deep and any(t.type == "tagging" for t in self.tasks.values()):
             raise ValueError("model.wide.deep: false leaves tagging tasks without per-token vectors; keep the deep "
                              "path (deep: true)")

@@ -29,6 +29,7 @@ from .tasks import Task
 from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
+from .training.wide import pretrain_wide
 from .training.monitor import Monitor
 from .training.tracking import check_mlflow, log_to_mlflow
 
@@ -137,9 +138,16 @@ class Experiment:
         notes = model.sharing.check_data(encoded["train"].masks)
         for note in notes:
             log.warning(note)
+        pretrained = None
+        wide = cfg.model.wide
+        if wide is not None and wide.deep and wide.pretrain is not None:
+            log.info("fitting the wide term alone first (model.wide.pretrain)")
+            state, pretrained = pretrain_wide(cfg, preprocessor, tasks, encoded["train"], encoded["valid"], rng,
+                                              device)
+            model.start_from_wide(state, wide.pretrain.freeze)
         balancer = BALANCERS.get(cfg.balance.method)(list(tasks), cfg, model)
         result = fit(model, tasks, balancer, encoded["train"], encoded["valid"], cfg.train, rng, device,
-                     use_amp(cfg.train.amp, device), cfg.model, on_epoch)
+                     use_amp(cfg.train.amp, device), cfg.model, on_epoch, start_is_candidate=pretrained is not None)
 
         metrics: dict[str, Any] = {}
         for s in ("valid", "test"):
@@ -154,7 +162,11 @@ class Experiment:
             log.info(format_groups(metrics["task_groups"]))
         if result.gradient_cosine:
             metrics["gradient_cosine"] = result.gradient_cosine
-        metrics["train_seconds"] = round(result.seconds, 2)
+        if pretrained is not None:
+            metrics["wide_pretrain"] = {"best_epoch": pretrained.best_epoch, "epochs_run": len(pretrained.history),
+                                        "seconds": round(pretrained.seconds, 2), "valid": result.start,
+                                        "wide_only": result.kept_start}
+        metrics["train_seconds"] = round(result.seconds + (pretrained.seconds if pretrained else 0.0), 2)
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         metrics["parameters"] = int(sum(p.numel() for p in model.parameters()))
         metrics["unseen_labels_masked"] = {t: k.unseen for t, k in tasks.items() if k.unseen}

@@ -95,7 +95,24 @@ class MultiTaskModel(nn.Module):
 
     @property
     def independent(self) -> bool:
-        return self.sharing.independent and not self.parents
+        """True when no parameter serves two tasks (each may keep its own best epoch): the architecture shares
+        nothing, or only the per-task wide terms run; and no funnel ties a child to its parent."""
+        return (self.sharing.independent or not self.deep) and not self.parents
+
+    def start_from_wide(self, state: dict[str, torch.Tensor], freeze: bool = False) -> None:
+        """Load fitted wide weights (`training/wide.py`) and zero the output layer of every head that has a wide
+        term, so the model's first outputs are the wide model's and the deep path learns what it leaves; with
+        `freeze`, the wide weights then stay fixed."""
+        self.wide.load_state_dict(state)
+        for name in self.wide:
+            head = self.heads[name]
+            if not isinstance(head, nn.Linear):
+                raise TypeError(f"tasks.{name}: its head is a {type(head).__name__}, not a linear output layer, "
+                                f"so the deep path cannot start at zero on top of the wide term")
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        if freeze:
+            self.wide.requires_grad_(False)
 
     @property
     def recorder(self) -> GateRecorder | None:

@@ -206,6 +206,8 @@ def summarise(model: MultiTaskModel, tasks: dict[str, Task], preprocessor: Prepr
         total = sum(strength.values()) or 1.0
         tokens: dict[str, list[float]] = defaultdict(list)
         for f, words in texts.items():
+            if f not in spec["features"]:  # a feature this task's output does not read (e.g. a wide-only model)
+                continue
             a = spec["features"][f].cpu().numpy()
             for r, row in enumerate(words):
                 for j, w in enumerate(row[: a.shape[1]]):

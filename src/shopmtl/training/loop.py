@@ -3,7 +3,8 @@
 For each epoch: shuffle the training rows; for each mini-batch, run the model, compute every task's masked loss,
 let the balancer turn those losses into one backward pass, clip and step AdamW. Then evaluate on the validation
 split, log the epoch, and keep the weights of the best epoch by the monitored figure (per task, when the tasks
-share nothing). Stop after `patience` epochs without improvement, and restore the best weights.
+share nothing). Stop after `patience` epochs without improvement, and restore the best weights. Without early
+stopping (`train.early_stopping: null`) every epoch runs and the last one's weights are kept.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class FitResult:
     seconds: float = 0.0
     affinity: dict[str, dict[str, float | None]] | None = None  # Z[i → j] over the run (training/affinity.py)
     gradient_cosine: dict[str, dict[str, float | None]] | None = None
+    start: dict[str, dict[str, float]] | None = None  # validation metrics before training (`start_is_candidate`)
+    kept_start: list[str] = field(default_factory=list)  # tasks that kept their starting weights (`_Start`)
 
 
 class _Best:
@@ -49,15 +52,54 @@ class _Best:
         self.epoch = 0
         self.state: dict[str, torch.Tensor] = {}
         self.stale = 0
+        self.kept_start: list[str] = []  # tasks that keep the starting weights at the best epoch (`_Start`)
 
-    def update(self, value: float, epoch: int, model: torch.nn.Module) -> None:
+    def update(self, value: float, epoch: int, model: torch.nn.Module, kept_start: list[str] | None = None) -> None:
         if self.monitor.better(value, self.value):
             self.value, self.epoch, self.stale = value, epoch, 0
+            self.kept_start = list(kept_start or [])
             state = model.state_dict()
             keys = self.keys if self.keys is not None else list(state)
             self.state = {k: state[k].detach().clone() for k in keys}
         else:
             self.stale += 1
+
+
+class _Start:
+    """The starting model as a candidate, per task (`start_is_candidate`). A task whose output is its own head
+    and wide term (not a funnel's parent or child) may keep its starting weights while the others train on: at
+    every epoch it counts at whichever of the two is better on its primary validation metric, and the weights
+    restored at the end follow the best epoch's choice. Started from the fitted wide model with zeroed heads,
+    this keeps the wide model for the tasks the deep path does not help."""
+
+    def __init__(self, model: MultiTaskModel, tasks: dict[str, Task], metrics: dict[str, dict[str, float]],
+                 losses: dict[str, float]):
+        tied = set(model.parents) | set(model.parents.values())
+        self.tasks = {name: tasks[name] for name in model.wide if name in tasks and name not in tied}
+        state = model.state_dict()
+        self.state = {name: {k: state[k].detach().clone() for k in state
+                             if k.startswith((f"heads.{name}.", f"wide.{name}."))} for name in self.tasks}
+        self.metrics, self.losses = metrics, losses
+
+    def mix(self, metrics: dict[str, dict[str, float]], losses: dict[str, float]
+            ) -> tuple[dict[str, dict[str, float]], dict[str, float], list[str]]:
+        """This epoch's figures with the starting ones for the tasks where those are better, and those tasks."""
+        metrics, losses, kept = dict(metrics), dict(losses), []
+        for name, task in self.tasks.items():
+            m = task.primary
+            now, then = metrics[name].get(m, math.nan), self.metrics[name].get(m, math.nan)
+            if not math.isnan(then) and (math.isnan(now) or not _better(task, m, now, then)):
+                metrics[name], losses[name] = self.metrics[name], self.losses[name]
+                kept.append(name)
+        return metrics, losses, kept
+
+    def restore(self, state: dict[str, torch.Tensor], kept: list[str]) -> None:
+        for name in kept:
+            state.update(self.state[name])
+
+
+def _better(task: Task, metric: str, new: float, old: float) -> bool:
+    return new > old if task.higher_is_better(metric) else new < old
 
 
 def _trackers(model: MultiTaskModel, tasks: dict[str, Task], monitor: Monitor) -> dict[str, _Best]:
@@ -69,9 +111,11 @@ def _trackers(model: MultiTaskModel, tasks: dict[str, Task], monitor: Monitor) -
 def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train: Encoded, valid: Encoded,
         cfg: TrainConfig, rng: np.random.Generator, device: torch.device, amp: bool = False,
         model_cfg: ModelConfig | None = None,
-        on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None) -> FitResult:
+        on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None,
+        start_is_candidate: bool = False) -> FitResult:
     """Train `model`; `on_epoch(epoch, validation metrics)` is called after each epoch's evaluation (a tuner
-    reports and prunes there)."""
+    reports and prunes there). With `start_is_candidate` the untrained model (e.g. one that starts as the fitted
+    wide model) is evaluated first and is the best checkpoint until an epoch beats it (best epoch 0)."""
     es = cfg.early_stopping
     monitor = Monitor.parse(es.monitor if es else "valid.loss", es.mode if es else "auto", tasks)
     steps = n_batches(len(train), cfg.batch_size, cfg.max_batches_per_epoch)
@@ -86,6 +130,14 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     reference: dict[str, dict[str, float]] | None = None
     result = FitResult()
     start = time.perf_counter()
+    start_point: _Start | None = None
+    if start_is_candidate:
+        metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
+        reference = result.start = metrics
+        for tracker in trackers.values():
+            tracker.update(tracker.monitor.value(metrics, valid_losses, reference), 0, model)
+        if "*" in trackers:  # independent tasks keep their own best epoch, epoch 0 included, anyway
+            start_point = _Start(model, tasks, metrics, valid_losses)
 
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -142,9 +194,16 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         row["valid.loss"] = float(sum(valid_losses.values()))
         row.update({f"valid.{t}.{k}": v for t, m in metrics.items() for k, v in m.items() if k != "n"})
         reference = reference or metrics  # `valid.primary` is relative to the first epoch
+        kept: list[str] = []
+        if start_point is not None:
+            metrics_at, losses_at, kept = start_point.mix(metrics, valid_losses)
+        else:
+            metrics_at, losses_at = metrics, valid_losses
         for tracker in trackers.values():
-            tracker.update(tracker.monitor.value(metrics, valid_losses, reference), epoch, model)
-        row["monitor"] = monitor.value(metrics, valid_losses, reference)
+            tracker.update(tracker.monitor.value(metrics_at, losses_at, reference), epoch, model, kept)
+        row["monitor"] = monitor.value(metrics_at, losses_at, reference)
+        if kept:
+            row["kept_start"] = len(kept)
         result.history.append(row)
         if cfg.progress:
             tqdm.write(_epoch_line(row, tasks, monitor))
@@ -153,11 +212,17 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         if es and all(t.stale >= es.patience for t in trackers.values()):
             break
 
-    state = model.state_dict()
-    for tracker in trackers.values():
-        state.update(tracker.state)
-    model.load_state_dict(state)
-    result.best_epoch = {name: t.epoch for name, t in trackers.items()}
+    if es is None:  # no early stopping: every epoch trains and the last one's weights are the model's
+        result.best_epoch = {name: len(result.history) for name in trackers}
+    else:
+        state = model.state_dict()
+        for tracker in trackers.values():
+            state.update(tracker.state)
+            if start_point is not None:
+                start_point.restore(state, tracker.kept_start)
+        model.load_state_dict(state)
+        result.best_epoch = {name: t.epoch for name, t in trackers.items()}
+        result.kept_start = trackers["*"].kept_start if "*" in trackers else []
     result.seconds = time.perf_counter() - start
     result.affinity, result.gradient_cosine = affinity.matrix(), conflicts.matrix()
     return result
