@@ -173,3 +173,20 @@ def test_tune_against_the_baselines_reports_gains_per_task(capsys, tmp_path):
     trial = summary["trials"][0]
     gains = [trial[f"vs_baseline.{t}"] for t in ("liked", "kind", "score")]
     assert math.isclose(trial["value"], sum(gains) / 3, rel_tol=1e-9)
+
+
+def test_tune_space_chooses_between_wide_first_and_wide_with_deep(tmp_path):
+    from shopmtl.config import config_from_dict
+    from shopmtl.tuning import default_space, trial_raw
+
+    csv = tmp_path / "s.csv"
+    synthetic_frame(50).to_csv(csv, index=False)
+    raw = yaml.safe_load(synthetic_config(tmp_path / "s.yaml", csv).read_text())
+    raw["features"]["grams"] = {"type": "sparse", "column": "text"}
+    raw["model"]["wide"] = {"lr": 0.01}
+    space = default_space(config_from_dict(raw))
+    assert space["model.wide.pretrain"] == [None, {}]
+    first = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": {}}))
+    together = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": None}))
+    assert first.model.wide.pretrain is not None and first.model.wide.pretrain.epochs == 50
+    assert together.model.wide.pretrain is None and together.model.wide.lr == 0.01

@@ -39,7 +39,8 @@ BALANCER_CHOICES = ["equal", "uncertainty", "dwa", "famo"]
 
 def default_space(config: ExperimentConfig) -> dict[str, Any]:
     """Architecture, balancer, widths, dropout, learning rate, weight decay, epochs, and the wide term (on/off,
-    its learning rate and weight decay) where the experiment has sparse features."""
+    its learning rate and weight decay, fitted first or together with the deep path) where the experiment has
+    sparse features."""
     train = config.train
     bottom = config.model.bottom_layers or [128]
     top = max(bottom)
@@ -59,6 +60,9 @@ def default_space(config: ExperimentConfig) -> dict[str, Any]:
         lr = wide.lr if wide and wide.lr else train.lr * 5
         space["model.wide.lr"] = {"low": lr / 3, "high": lr * 10, "log": True}
         space["model.wide.weight_decay"] = [0.0, 1e-3, 1e-2, 1e-1]
+        # wide first, then deep (`model.wide.pretrain`), or both together from the start
+        pretrain = wide.pretrain.model_dump() if wide is not None and wide.pretrain is not None else None
+        space["model.wide.pretrain"] = [pretrain, {}] if pretrain is not None else [None, {}]
         for name, task in config.tasks.items():  # a noisy regression wants more decay than the classifiers
             if task.type == "regression":
                 space[f"model.wide.tasks.{name}.weight_decay"] = [0.0, 0.1, 1.0, 3.0]
