@@ -311,3 +311,46 @@ def test_wide_only_model_with_an_unread_text_feature_is_explained():
     run = Experiment(config_from_dict(raw)).fit(save=False, data=_logistic_frame(300))
     share = run.metrics["explanations"]["tasks"]["liked"]["feature_share"]
     assert share.get("grams", 0) > 0.99  # the text feature is not read at all
+
+
+def test_lbfgs_wide_fit_is_scikit_learns_logistic_regression_at_the_chosen_c():
+    from shopmtl.data.preprocess import Preprocessor
+    from shopmtl.model import MultiTaskModel
+    from shopmtl.training.wide import pretrain_wide
+
+    df = _logistic_frame(1200)
+    raw = _pretrain_config(False)
+    raw["features"]["grams"]["weighting"] = "binary"
+    raw["model"]["wide"]["pretrain"] = {"solver": "lbfgs", "C": [0.01, 0.3, 10.0], "max_iter": 500,
+                                        "patience": 3}
+    cfg = config_from_dict(raw)
+    frames, tasks = Experiment(cfg).prepare(df)
+    pre = Preprocessor(cfg).fit(frames["train"])
+    enc = {s: encode(frames[s], pre, tasks) for s in ("train", "valid", "test")}
+    state, record = pretrain_wide(cfg, pre, tasks, enc["train"], enc["valid"], np.random.default_rng(0),
+                                  torch.device("cpu"))
+    assert record["solver"] == "lbfgs" and set(record["valid_by_C"]["kind"]) == {"0.01", "0.3", "10.0"}
+    wide_only = MultiTaskModel(config_from_dict({**raw, "model": {"wide": {"deep": False}}}), pre, tasks)
+    wide_only.wide.load_state_dict(state)
+    ours = predict(wide_only, tasks, enc["test"], 1024, torch.device("cpu"))
+
+    class _Run:  # what `_design` reads
+        preprocessor = pre
+    x_train, x_test = _design(_Run, frames["train"], "grams"), _design(_Run, frames["test"], "grams")
+    for name in ("liked", "kind"):
+        scores = record["valid_by_C"][name]
+        best_c = record["C"][name]
+        assert scores[str(best_c)] == max(scores.values())  # the C with the best validation AUC / accuracy
+        target, _ = tasks[name].encode(tasks[name].label_values(frames["train"]))
+        reference = LogisticRegression(C=best_c, max_iter=10_000, tol=1e-8).fit(x_train, target.astype(int))
+        expected = reference.predict_proba(x_test)
+        expected = expected[:, 1] if name == "liked" else expected
+        assert np.abs(ours[name] - expected).max() < 2e-3, name
+
+
+def test_lbfgs_wide_fit_refuses_funnel_tasks():
+    raw = _pretrain_config(False)
+    raw["tasks"] = {"liked": {"type": "binary"}, "kind": {"type": "binary", "after": "liked"}}
+    raw["model"]["wide"]["pretrain"] = {"solver": "lbfgs"}
+    with pytest.raises(ConfigError, match="funnel task `kind` .* use solver: adam"):
+        config_from_dict(raw)

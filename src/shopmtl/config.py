@@ -277,9 +277,19 @@ class WideTaskConfig(Strict):
 
 
 class WidePretrainConfig(Strict):
-    epochs: int = Field(50, ge=1, description="at most this many epochs of the wide term alone")
-    patience: int = Field(3, ge=1, description="stop a task's wide fit after this many epochs without a better "
-                          "validation primary metric; each task keeps its own best epoch")
+    solver: Literal["adam", "lbfgs"] = Field("adam", description="adam: the training loop on the wide term alone "
+                                            "(sparse Adam at model.wide.lr, each task stopped at its best "
+                                            "validation epoch); lbfgs: full-batch L-BFGS per task to the optimum "
+                                            "of its loss + an L2 penalty, the penalty chosen on validation from "
+                                            "`C` (as scikit-learn's logistic regression is)")
+    C: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], min_length=1,
+                           description="lbfgs: inverse L2 strengths tried, ascending (each fit warm-started from "
+                           "the last): the mean training loss + ‖W‖² / (2·C·n)")
+    max_iter: int = Field(200, ge=1, description="lbfgs: iterations per value of C")
+    epochs: int = Field(50, ge=1, description="adam: at most this many epochs of the wide term alone")
+    patience: int = Field(3, ge=1, description="adam: stop a task's wide fit after this many epochs without a "
+                          "better validation primary metric (each task keeps its own best epoch); lbfgs: stop "
+                          "raising C after this many values without one")
     freeze: bool = Field(False, description="true: the fitted wide weights stay fixed while the deep path trains "
                          "(it learns the residual); false: they train on with it")
 
@@ -432,6 +442,15 @@ class ExperimentConfig(Strict):
             if not self.features[n].deep and n not in read_by_wide:
                 raise ValueError(f"features.{n}: nothing reads this sparse feature; add model.wide (the per-task "
                                  f"linear term) or set features.{n}.deep: true")
+        if wide is not None and wide.pretrain is not None and wide.pretrain.solver == "lbfgs":
+            if sorted(wide.pretrain.C) != list(wide.pretrain.C) or min(wide.pretrain.C) <= 0:
+                raise ValueError(f"model.wide.pretrain.C: {wide.pretrain.C} should be positive and ascending, e.g. "
+                                 f"[0.1, 1.0, 10.0, 100.0]")
+            funnel = [n for n, t in self.tasks.items() if getattr(t, "after", None)]
+            if funnel:
+                raise ValueError(f"model.wide.pretrain.solver: lbfgs fits each task's wide term as a model of its "
+                                 f"own, and funnel task `{funnel[0]}` (after: {self.tasks[funnel[0]].after}) is "
+                                 f"conditional on its parent; use solver: adam")
         if wide is not None and not wide.deep and wide.pretrain is not None:
             raise ValueError("model.wide.pretrain: with deep: false the wide term is the whole model and is fitted "
                              "anyway; remove pretrain or set deep: true")

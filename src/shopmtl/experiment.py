@@ -138,7 +138,7 @@ class Experiment:
         notes = model.sharing.check_data(encoded["train"].masks)
         for note in notes:
             log.warning(note)
-        pretrained = None
+        pretrained: dict[str, Any] | None = None
         wide = cfg.model.wide
         if wide is not None and wide.deep and wide.pretrain is not None:
             log.info("fitting the wide term alone first (model.wide.pretrain)")
@@ -163,10 +163,8 @@ class Experiment:
         if result.gradient_cosine:
             metrics["gradient_cosine"] = result.gradient_cosine
         if pretrained is not None:
-            metrics["wide_pretrain"] = {"best_epoch": pretrained.best_epoch, "epochs_run": len(pretrained.history),
-                                        "seconds": round(pretrained.seconds, 2), "valid": result.start,
-                                        "wide_only": result.kept_start}
-        metrics["train_seconds"] = round(result.seconds + (pretrained.seconds if pretrained else 0.0), 2)
+            metrics["wide_pretrain"] = {**pretrained, "valid": result.start, "wide_only": result.kept_start}
+        metrics["train_seconds"] = round(result.seconds + (pretrained["seconds"] if pretrained else 0.0), 2)
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         metrics["parameters"] = int(sum(p.numel() for p in model.parameters()))
         metrics["unseen_labels_masked"] = {t: k.unseen for t, k in tasks.items() if k.unseen}
