@@ -22,16 +22,18 @@ from .conftest import ROOT
 QUICK = ["--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=8", "--set", "train.progress=false",
          "--set", "report.explain_rows=24", "--set", "report.explain_steps=8"]
 
+FAST_WIDE = ["--set", "model.wide.pretrain.max_iter=20"]  # the L-BFGS wide fit, bounded like the epochs
+
 EXAMPLES = {
     # config: (extra overrides, reader folder, rows a full predict over the source gives)
-    "reviews": (["--set", "data.source.limit=3000"], "womens_clothing_reviews", 23486),
+    "reviews": (["--set", "data.source.limit=3000", *FAST_WIDE], "womens_clothing_reviews", 23486),
     "shopping_guide": ([], "taobao_ecomm_cikm2019", 45619),
     "shopping_funnel": ([], "taobao_ecomm_cikm2019", 45619),
     "user_profile": ([], "taobao_ecomm_cikm2019", 1149),
-    "catalog": (["--set", "data.source.limit=4000"], "bigbasket_products", 16003),
+    "catalog": (["--set", "data.source.limit=4000", *FAST_WIDE], "bigbasket_products", 16003),
     "taobao_titles": (["--set", "data.source.limit=1500"], "taobao_ecommerce_ner", 6998),
     "books": (["--set", "data.source.limit=1500"], "book30", 4565),
-    "toys": (["--set", "data.source.limit=2000"], "amazon_uk_toys", 7989),
+    "toys": (["--set", "data.source.limit=2000", *FAST_WIDE], "amazon_uk_toys", 7989),
     "chinese_reviews": (["--set", "data.source.limit=3000"], "online_shopping_10_cats", 50092),
 }
 

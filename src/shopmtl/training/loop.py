@@ -208,7 +208,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
         if cfg.progress:
             tqdm.write(_epoch_line(row, tasks, monitor))
         if on_epoch is not None:
-            on_epoch(epoch, metrics)
+            on_epoch(epoch, metrics_at)  # with a start candidate: what the model would be if it stopped here
         if es and all(t.stale >= es.patience for t in trackers.values()):
             break
 
