@@ -185,7 +185,9 @@ def test_tune_space_chooses_between_wide_first_and_wide_with_deep(tmp_path):
     raw["features"]["grams"] = {"type": "sparse", "column": "text"}
     raw["model"]["wide"] = {"lr": 0.01}
     space = default_space(config_from_dict(raw))
-    assert space["model.wide.pretrain"] == [None, {}]
+    assert space["model.wide.pretrain"] == [None, {}, {"solver": "lbfgs"}]
+    lbfgs = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": {"solver": "lbfgs"}}))
+    assert lbfgs.model.wide.pretrain.solver == "lbfgs"
     first = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": {}}))
     together = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": None}))
     assert first.model.wide.pretrain is not None and first.model.wide.pretrain.epochs == 50

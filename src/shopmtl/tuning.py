@@ -60,9 +60,13 @@ def default_space(config: ExperimentConfig) -> dict[str, Any]:
         lr = wide.lr if wide and wide.lr else train.lr * 5
         space["model.wide.lr"] = {"low": lr / 3, "high": lr * 10, "log": True}
         space["model.wide.weight_decay"] = [0.0, 1e-3, 1e-2, 1e-1]
-        # wide first, then deep (`model.wide.pretrain`), or both together from the start
-        pretrain = wide.pretrain.model_dump() if wide is not None and wide.pretrain is not None else None
-        space["model.wide.pretrain"] = [pretrain, {}] if pretrain is not None else [None, {}]
+        # wide first (by Adam or, where no funnel ties tasks, by L-BFGS), then deep; or both together from the start
+        choices: list[Any] = [None, {}]
+        if not any(getattr(t, "after", None) for t in config.tasks.values()):
+            choices.append({"solver": "lbfgs"})
+        if wide is not None and wide.pretrain is not None:
+            choices = [wide.pretrain.model_dump(), *choices]
+        space["model.wide.pretrain"] = choices
         for name, task in config.tasks.items():  # a noisy regression wants more decay than the classifiers
             if task.type == "regression":
                 space[f"model.wide.tasks.{name}.weight_decay"] = [0.0, 0.1, 1.0, 3.0]
