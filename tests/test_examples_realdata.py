@@ -22,7 +22,9 @@ from .conftest import ROOT
 QUICK = ["--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=8", "--set", "train.progress=false",
          "--set", "report.explain_rows=24", "--set", "report.explain_steps=8"]
 
-FAST_WIDE = ["--set", "model.wide.pretrain.max_iter=20"]  # the L-BFGS wide fit, bounded like the epochs
+# the L-BFGS wide fit bounded like the epochs; the deep heads start at zero, so the first step moves no shared
+# weight and the affinity is measured a few steps in
+FAST_WIDE = ["--set", "model.wide.pretrain.max_iter=20", "--set", "train.affinity_every=4"]
 
 EXAMPLES = {
     # config: (extra overrides, reader folder, rows a full predict over the source gives)
