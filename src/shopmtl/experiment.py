@@ -29,9 +29,9 @@ from .tasks import Task
 from .training.device import pick_device, seed_everything, use_amp
 from .training.evaluate import evaluate
 from .training.loop import fit
-from .training.wide import pretrain_wide
 from .training.monitor import Monitor
 from .training.tracking import check_mlflow, log_to_mlflow
+from .training.wide import pretrain_wide
 
 log = logging.getLogger("shopmtl")
 

@@ -122,7 +122,7 @@ def fit_lbfgs(term: WideTerm, task: Task, train: Encoded, valid: Encoded, pre: W
         opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=pre.max_iter, history_size=10,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-10)
 
-        def closure() -> torch.Tensor:
+        def closure(opt: torch.optim.LBFGS = opt, penalty: float = penalty) -> torch.Tensor:
             opt.zero_grad()
             loss = task.row_loss(_SparseProduct.apply(x, xt, weight) + bias, y) + penalty * weight.pow(2).sum()
             loss.backward()
