@@ -140,7 +140,7 @@ class Experiment:
             log.warning(note)
         pretrained: dict[str, Any] | None = None
         wide = cfg.model.wide
-        if wide is not None and wide.deep and wide.pretrain is not None:
+        if wide is not None and wide.pretrain is not None:  # (the config refuses it without the deep path)
             log.info("fitting the wide term alone first (model.wide.pretrain)")
             state, pretrained = pretrain_wide(cfg, preprocessor, tasks, encoded["train"], encoded["valid"], rng,
                                               device)

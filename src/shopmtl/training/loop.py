@@ -76,6 +76,7 @@ class _Start:
                  losses: dict[str, float]):
         tied = set(model.parents) | set(model.parents.values())
         self.tasks = {name: tasks[name] for name in model.wide if name in tasks and name not in tied}
+        self.judges = {name: Monitor(name, t.primary, t.higher_is_better(t.primary)) for name, t in self.tasks.items()}
         state = model.state_dict()
         self.state = {name: {k: state[k].detach().clone() for k in state
                              if k.startswith((f"heads.{name}.", f"wide.{name}."))} for name in self.tasks}
@@ -86,9 +87,8 @@ class _Start:
         """This epoch's figures with the starting ones for the tasks where those are better, and those tasks."""
         metrics, losses, kept = dict(metrics), dict(losses), []
         for name, task in self.tasks.items():
-            m = task.primary
-            now, then = metrics[name].get(m, math.nan), self.metrics[name].get(m, math.nan)
-            if not math.isnan(then) and (math.isnan(now) or not _better(task, m, now, then)):
+            now, then = metrics[name].get(task.primary, math.nan), self.metrics[name].get(task.primary, math.nan)
+            if not math.isnan(then) and not self.judges[name].better(now, then):
                 metrics[name], losses[name] = self.metrics[name], self.losses[name]
                 kept.append(name)
         return metrics, losses, kept
@@ -96,10 +96,6 @@ class _Start:
     def restore(self, state: dict[str, torch.Tensor], kept: list[str]) -> None:
         for name in kept:
             state.update(self.state[name])
-
-
-def _better(task: Task, metric: str, new: float, old: float) -> bool:
-    return new > old if task.higher_is_better(metric) else new < old
 
 
 def _trackers(model: MultiTaskModel, tasks: dict[str, Task], monitor: Monitor) -> dict[str, _Best]:

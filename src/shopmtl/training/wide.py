@@ -16,7 +16,6 @@ model's, and that start stays a candidate per task (`training/loop.py`)."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from typing import Any
@@ -32,6 +31,7 @@ from ..features.sparse import WideTerm
 from ..model import MultiTaskModel
 from ..tasks import Task
 from .loop import fit
+from .monitor import Monitor
 
 log = logging.getLogger("shopmtl")
 
@@ -112,7 +112,8 @@ def fit_lbfgs(term: WideTerm, task: Task, train: Encoded, valid: Encoded, pre: W
     groups = valid.groups[task.name][v_rows] if task.name in valid.groups else None
     weight = torch.zeros_like(term.table.weight, requires_grad=True)
     bias = torch.zeros_like(term.bias, requires_grad=True)
-    metric, higher = task.primary, task.higher_is_better(task.primary)
+    metric = task.primary
+    judge = Monitor(task.name, metric, task.higher_is_better(metric))
     best: tuple[float, float, torch.Tensor, torch.Tensor] | None = None
     scores: dict[str, float] = {}
     stale = 0
@@ -136,7 +137,7 @@ def fit_lbfgs(term: WideTerm, task: Task, train: Encoded, valid: Encoded, pre: W
         value = task.metrics(yv, pred, groups)[metric]
         scores[str(c)] = value
         log.info("wide %s, C=%g: valid %s %.4f (%.1f s)", task.name, c, metric, value, time.perf_counter() - began)
-        if best is None or (not math.isnan(value) and (value > best[1] if higher else value < best[1])):
+        if best is None or judge.better(value, best[1]):
             best, stale = (c, value, weight.detach().clone(), bias.detach().clone()), 0
         else:
             stale += 1
