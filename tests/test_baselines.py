@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,3 +193,20 @@ def test_tune_space_chooses_between_wide_first_and_wide_with_deep(tmp_path):
     together = config_from_dict(trial_raw(raw, {"model.wide": "on", "model.wide.pretrain": None}))
     assert first.model.wide.pretrain is not None and first.model.wide.pretrain.epochs == 50
     assert together.model.wide.pretrain is None and together.model.wide.lr == 0.01
+
+
+def test_compare_fits_the_lbfgs_wide_term_once_for_all_its_seeds_and_variants(capsys, synthetic_yaml):
+    code = main(["compare", str(synthetic_yaml), "--seeds", "2",
+                 "--set", "features.grams={type: sparse, column: text, min_count: 1}",
+                 "--set", "model.wide={pretrain: {solver: lbfgs, C: [0.1, 1.0], max_iter: 30}}",
+                 "--set", "train.epochs=1", "--set", "report.explain_rows=0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    folder = Path(out.split("comparison saved to ")[1].split()[0])
+    assert len(list((folder / "wide_fits").glob("*.pt"))) == 3  # one fit per task
+    runs = json.loads((folder / "compare.json").read_text())["runs"]
+    records = [json.loads((folder / path / "metrics.json").read_text())["wide_pretrain"]
+               for label in runs for path in runs[label]]
+    assert len(records) == 4 and "cached" not in records[0]  # single and shared_bottom, two seeds each
+    assert all(sorted(r["cached"]) == ["kind", "liked", "score"] for r in records[1:])
+    assert all(r["C"] == records[0]["C"] for r in records)

@@ -436,3 +436,77 @@ def test_window_features_read_first_pieces_under_a_pretrained_encoder(tmp_path, 
     ids = token_ids({k: torch.from_numpy(v) for k, v in features.items()}, "title")
     assert ids[0, 0] == features["title"][0, 1] and ids[0, 2] == 0  # each token's first piece; none past the row
     assert np.isfinite(run.metrics["test"]["brand"]["span_f1"])
+
+
+def _noisy_titles(n: int, seed: int) -> pd.DataFrame:
+    """Titles whose brand is not always recognisable from the token alone: some brand words also occur as
+    ordinary words, so the window (neighbours, shape) matters and no fit reaches F1 = 1."""
+    rng = np.random.default_rng(seed)
+    brands, words = [f"b{i}" for i in range(30)], [f"w{i}" for i in range(60)]
+    rows = []
+    for _ in range(n):
+        left = list(rng.choice(words + brands[:10], rng.integers(0, 4)))  # b0 … b9 also appear as plain words
+        brand = [str(rng.choice(brands))] + (["pro"] if rng.random() < 0.3 else [])
+        right = list(rng.choice(words, rng.integers(1, 4)))
+        marker = ["by"] if rng.random() < 0.5 else []
+        tokens = left + marker + brand + right
+        tags = ["O"] * (len(left) + len(marker)) + ["B-brand"] + ["I-brand"] * (len(brand) - 1) + ["O"] * len(right)
+        rows.append({"tokens": tokens, "tags": tags})
+    return pd.DataFrame(rows)
+
+
+def test_tagger_fitted_first_starts_as_its_feature_crf_and_fits_as_crfsuite_does(tmp_path):
+    import sklearn_crfsuite
+
+    from shopmtl.data.batching import encode
+    from shopmtl.data.preprocess import Preprocessor
+    from shopmtl.features.windows import crf_features
+    from shopmtl.model import MultiTaskModel
+    from shopmtl.training.evaluate import evaluate
+    from shopmtl.training.wide import pretrain
+
+    raw = titles_config(tmp_path)
+    raw["tasks"] = {"brand": {"type": "tagging", "text": "title", "column": "tags", "types": ["brand"],
+                              "window_features": True}}
+    raw["model"]["wide"] = {"pretrain": {"solver": "lbfgs", "C": [0.3, 3.0, 30.0], "max_iter": 100}}
+    cfg = config_from_dict(raw)
+    frames, tasks = Experiment(cfg).prepare(_noisy_titles(700, 0))
+    pre = Preprocessor(cfg).fit(frames["train"])
+    enc = {s: encode(frames[s], pre, tasks) for s in ("train", "valid", "test")}
+    model = MultiTaskModel(cfg, pre, tasks)
+    record = pretrain(model, cfg, pre, tasks, enc["train"], enc["valid"], np.random.default_rng(0),
+                      torch.device("cpu"), tmp_path / "cache")
+    head = model.heads["brand"]
+    assert head.emit.weight.abs().sum() == 0 and head.window.unigrams.weight.abs().sum() > 0
+    chosen, scores = record["C"]["brand"], record["valid_by_C"]["brand"]
+    assert scores[f"{chosen:.4g}"] == max(scores.values())
+    # the started model *is* the feature CRF: its validation span F1 is the fit's, whatever the BiLSTM holds
+    valid, _ = evaluate(model, tasks, enc["valid"], 256, torch.device("cpu"))
+    assert valid["brand"]["span_f1"] == pytest.approx(scores[f"{chosen:.4g}"])
+    ours, _ = evaluate(model, tasks, enc["test"], 256, torch.device("cpu"))
+    # the same template and L2 (crfsuite's c2 = 1 / (2C), no L1) in crfsuite reaches about the same test F1
+    task = tasks["brand"]
+    rows = frames["train"]["tokens"].tolist()
+    reference = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=0.0, c2=1 / (2 * chosen), max_iterations=100,
+                                     all_possible_transitions=True)
+    reference.fit([crf_features(t) for t in rows], frames["train"]["tags"].tolist())
+    pred = np.full((len(frames["test"]), task.width), -1, dtype=np.int64)
+    for i, seq in enumerate(reference.predict([crf_features(t) for t in frames["test"]["tokens"]])):
+        pred[i, : len(seq)] = [task.tag_index[t] for t in seq[: task.width]]
+    target, _ = task.encode(frames["test"]["tags"])
+    theirs = task.metrics(target, pred)["span_f1"]
+    assert 0.5 < theirs < 0.99 and abs(ours["brand"]["span_f1"] - theirs) < 0.03, (ours["brand"], theirs)
+
+
+def test_a_tagger_the_deep_path_does_not_help_keeps_its_feature_crf(tmp_path):
+    raw = titles_config(tmp_path)
+    raw["tasks"] = {"brand": {"type": "tagging", "text": "title", "column": "tags", "types": ["brand"],
+                              "window_features": True}}
+    raw["model"]["wide"] = {"pretrain": {"solver": "lbfgs", "C": [1.0, 10.0], "max_iter": 60, "refine": 0}}
+    # a learning rate that wrecks whatever it trains: the feature CRF it started from must come back
+    raw["train"].update(epochs=2, lr=5.0, early_stopping={"patience": 2, "monitor": "valid.primary"})
+    run = Experiment(config_from_dict(raw)).fit(data=_noisy_titles(400, 1), save=False)
+    record = run.metrics["wide_pretrain"]
+    assert record["wide_only"] == ["brand"]
+    assert run.metrics["valid"]["brand"]["span_f1"] == pytest.approx(record["valid"]["brand"]["span_f1"])
+    assert run.model.heads["brand"].emit.weight.abs().sum() == 0

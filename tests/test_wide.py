@@ -15,7 +15,7 @@ from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
 from shopmtl.config import SparseFeature, config_from_dict
-from shopmtl.data.batching import encode
+from shopmtl.data.batching import Encoded, encode
 from shopmtl.data.preprocess import NumericProcessor, SparseProcessor
 from shopmtl.errors import ConfigError
 from shopmtl.experiment import Experiment
@@ -329,7 +329,12 @@ def test_lbfgs_wide_fit_is_scikit_learns_logistic_regression_at_the_chosen_c():
     enc = {s: encode(frames[s], pre, tasks) for s in ("train", "valid", "test")}
     state, record = pretrain_wide(cfg, pre, tasks, enc["train"], enc["valid"], np.random.default_rng(0),
                                   torch.device("cpu"))
-    assert record["solver"] == "lbfgs" and set(record["valid_by_C"]["kind"]) == {"0.01", "0.3", "10.0"}
+    assert record["solver"] == "lbfgs"
+    for name, scores in record["valid_by_C"].items():  # the grid, then the midpoints around its best value
+        grid_best = max([0.01, 0.3, 10.0], key=lambda c: scores[f"{c:.4g}"])
+        midpoints = {f"{(c * grid_best) ** 0.5:.4g}" for c in (0.01, 0.3, 10.0) if c != grid_best
+                     and abs(np.log10(c / grid_best)) < 1.6}
+        assert set(scores) == {"0.01", "0.3", "10"} | midpoints, name
     wide_only = MultiTaskModel(config_from_dict({**raw, "model": {"wide": {"deep": False}}}), pre, tasks)
     wide_only.wide.load_state_dict(state)
     ours = predict(wide_only, tasks, enc["test"], 1024, torch.device("cpu"))
@@ -340,7 +345,7 @@ def test_lbfgs_wide_fit_is_scikit_learns_logistic_regression_at_the_chosen_c():
     for name in ("liked", "kind"):
         scores = record["valid_by_C"][name]
         best_c = record["C"][name]
-        assert scores[str(best_c)] == max(scores.values())  # the C with the best validation AUC / accuracy
+        assert scores[f"{best_c:.4g}"] == max(scores.values())  # the C with the best validation AUC / accuracy
         target, _ = tasks[name].encode(tasks[name].label_values(frames["train"]))
         reference = LogisticRegression(C=best_c, max_iter=10_000, tol=1e-8).fit(x_train, target.astype(int))
         expected = reference.predict_proba(x_test)
@@ -354,3 +359,36 @@ def test_lbfgs_wide_fit_refuses_funnel_tasks():
     raw["model"]["wide"]["pretrain"] = {"solver": "lbfgs"}
     with pytest.raises(ConfigError, match="funnel task `kind` .* use solver: adam"):
         config_from_dict(raw)
+
+
+def test_lbfgs_wide_fit_is_cached_per_task_and_reused_only_for_the_same_inputs(tmp_path):
+    from shopmtl.data.preprocess import Preprocessor
+    from shopmtl.training.wide import pretrain_wide
+
+    raw = _pretrain_config(False)
+    raw["model"]["wide"]["pretrain"] = {"solver": "lbfgs", "C": [0.1, 1.0], "max_iter": 50}
+    cfg = config_from_dict(raw)
+    frames, tasks = Experiment(cfg).prepare(_logistic_frame(600))
+    pre = Preprocessor(cfg).fit(frames["train"])
+    enc = {s: encode(frames[s], pre, tasks) for s in ("train", "valid")}
+
+    def fitted(train, cache) -> tuple[dict, dict]:
+        return pretrain_wide(cfg, pre, tasks, train, enc["valid"], np.random.default_rng(0), torch.device("cpu"),
+                             cache)
+
+    fresh, first = fitted(enc["train"], tmp_path)
+    assert "cached" not in first and len(list(tmp_path.glob("*.pt"))) == 2  # one file per task
+    again, second = fitted(enc["train"], tmp_path)
+    assert second["cached"] == ["liked", "kind"] and second["C"] == first["C"]
+    assert second["fit_seconds_total"] == pytest.approx(sum(first["fit_seconds"].values()))
+    for key in fresh:
+        assert torch.equal(fresh[key], again[key]), key
+    flipped_targets = dict(enc["train"].targets, liked=1 - enc["train"].targets["liked"])
+    changed = Encoded(enc["train"].features, flipped_targets, enc["train"].masks, enc["train"].groups,
+                      enc["train"].text)
+    flipped, third = fitted(changed, tmp_path)  # other targets for one task: that task alone is fitted anew
+    assert third["cached"] == ["kind"]
+    assert not torch.equal(flipped["liked.table.weight"], fresh["liked.table.weight"])
+    uncached, _ = fitted(enc["train"], None)
+    for key in fresh:
+        assert torch.allclose(fresh[key], uncached[key]), key

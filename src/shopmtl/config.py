@@ -286,10 +286,15 @@ class WidePretrainConfig(Strict):
                            description="lbfgs: inverse L2 strengths tried, ascending (each fit warm-started from "
                            "the last): the mean training loss + ‖W‖² / (2·C·n)")
     max_iter: int = Field(200, ge=1, description="lbfgs: iterations per value of C")
+    refine: int = Field(1, ge=0, description="lbfgs: after the grid, this many rounds of trying the geometric "
+                        "midpoints between the best C and its tried neighbours (2 fits per round)")
     epochs: int = Field(50, ge=1, description="adam: at most this many epochs of the wide term alone")
     patience: int = Field(3, ge=1, description="adam: stop a task's wide fit after this many epochs without a "
                           "better validation primary metric (each task keeps its own best epoch); lbfgs: stop "
                           "raising C after this many values without one")
+    taggers: bool = Field(True, description="lbfgs: also fit each tagger with window_features alone first, as the "
+                          "feature CRF it contains (its window term and transitions; C chosen on validation span "
+                          "F1), the deep path's emission layer starting at zero on top")
     freeze: bool = Field(False, description="true: the fitted wide weights stay fixed while the deep path trains "
                          "(it learns the residual); false: they train on with it")
 
@@ -425,7 +430,9 @@ class ExperimentConfig(Strict):
         wide = self.model.wide
         if wide is not None:
             chosen = wide.features if wide.features is not None else sparse
-            if not chosen:
+            fits_taggers = wide.pretrain is not None and wide.pretrain.solver == "lbfgs" and wide.pretrain.taggers \
+                and any(getattr(t, "window_features", False) for t in self.tasks.values())
+            if not chosen and not fits_taggers:
                 raise ValueError("model.wide: the wide term reads `type: sparse` features and there are none; add "
                                  "one (e.g. title_grams: {type: sparse, column: title}) or remove model.wide")
             for n in chosen:

@@ -73,8 +73,9 @@ class MultiTaskModel(nn.Module):
                 [n for n, f in config.features.items() if f.type == "sparse"]
             sizes = {n: preprocessor.processors[n].size for n in names}
             for name, task in tasks.items():
-                if task.text_feature is None:
+                if task.text_feature is None and sizes:  # (no sparse feature: only the taggers are fitted first)
                     self.wide[name] = WideTerm(sizes, task.n_outputs)
+        self.fitted_first: list[str] = []  # tasks started from a fit of their own (`training/wide.py`)
         self.parents = {name: config.tasks[name].after for name in tasks
                         if getattr(config.tasks[name], "after", None)}
         self.order = [t for t in funnel_order(config.tasks) if t in tasks]
@@ -104,6 +105,7 @@ class MultiTaskModel(nn.Module):
         term, so the model's first outputs are the wide model's and the deep path learns what it leaves; with
         `freeze`, the wide weights then stay fixed."""
         self.wide.load_state_dict(state)
+        self.fitted_first += [name for name in self.wide if name not in self.fitted_first]
         for name in self.wide:
             head = self.heads[name]
             if not isinstance(head, nn.Linear):
@@ -113,6 +115,20 @@ class MultiTaskModel(nn.Module):
             nn.init.zeros_(head.bias)
         if freeze:
             self.wide.requires_grad_(False)
+
+    def start_tagger_from_fit(self, name: str, freeze: bool = False) -> None:
+        """After a tagger's feature CRF (window term and transitions) is fitted in place, zero its emission layer
+        over the deep path's vectors, so the model's first tag scores are the feature CRF's; with `freeze`, the
+        fitted part then stays fixed."""
+        head = self.heads[name]
+        if name not in self.fitted_first:
+            self.fitted_first.append(name)
+        nn.init.zeros_(head.emit.weight)
+        nn.init.zeros_(head.emit.bias)
+        if freeze:
+            head.window.requires_grad_(False)
+            if head.crf is not None:
+                head.crf.requires_grad_(False)
 
     @property
     def recorder(self) -> GateRecorder | None:

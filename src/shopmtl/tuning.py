@@ -284,7 +284,9 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         try:
-            run = Experiment(cfg, base_dir).fit(save=False, data=data, on_epoch=on_epoch)
+            # trials that fit the same wide term by L-BFGS (same features, same C grid) fit it once
+            run = Experiment(cfg, base_dir, wide_cache=folder / "wide_fits").fit(save=False, data=data,
+                                                                               on_epoch=on_epoch)
         except optuna.TrialPruned:
             records.append({**record, "state": "pruned", "seconds": round(time.perf_counter() - start, 1)})
             raise

@@ -316,7 +316,8 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
             name = f"{label.replace('/', '-')}-seed{seed}"
             log.info("compare: training %s, seed %d", label, seed)
             cfg = variant_config(base, variant, seed, name, folder)
-            run = Experiment(cfg, base_dir).fit(data=data)
+            # the wide term's L-BFGS fit is the same for every seed and variant: fitted once, then read back
+            run = Experiment(cfg, base_dir, wide_cache=folder / "wide_fits").fit(data=data)
             runs.setdefault(label, []).append(str(run.path.relative_to(folder)))
             for task_name, task in run.tasks.items():
                 metrics.setdefault(task_name, task.primary)

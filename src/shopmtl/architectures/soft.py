@@ -25,6 +25,10 @@ def pairwise_penalty(columns: list[nn.Module]) -> torch.Tensor:
 
 @ARCHITECTURES.register("soft", "soft sharing: a column per task, tied by λ·Σ‖θ_i − θ_j‖²")
 class SoftSharing(Sharing):
+    # no parameter serves two tasks (the penalty ties the columns in training only), so each task may keep the
+    # weights of its own best epoch: its column and head restored together give exactly that epoch's outputs
+    independent = True
+
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         penalty: float = Field(1e-3, ge=0, description="λ of the L2 penalty between every pair of task columns")

@@ -69,13 +69,15 @@ class _Start:
     """The starting model as a candidate, per task (`start_is_candidate`). A task whose output is its own head
     and wide term (not a funnel's parent or child) may keep its starting weights while the others train on: at
     every epoch it counts at whichever of the two is better on its primary validation metric, and the weights
-    restored at the end follow the best epoch's choice. Started from the fitted wide model with zeroed heads,
-    this keeps the wide model for the tasks the deep path does not help."""
+    restored at the end follow the best epoch's choice. Started from the fitted wide model (and the taggers'
+    fitted feature CRFs) with zeroed deep outputs, this keeps those fits for the tasks the deep path does not
+    help."""
 
     def __init__(self, model: MultiTaskModel, tasks: dict[str, Task], metrics: dict[str, dict[str, float]],
                  losses: dict[str, float]):
         tied = set(model.parents) | set(model.parents.values())
-        self.tasks = {name: tasks[name] for name in model.wide if name in tasks and name not in tied}
+        started = model.fitted_first or list(model.wide)
+        self.tasks = {name: tasks[name] for name in started if name in tasks and name not in tied}
         self.judges = {name: Monitor(name, t.primary, t.higher_is_better(t.primary)) for name, t in self.tasks.items()}
         state = model.state_dict()
         self.state = {name: {k: state[k].detach().clone() for k in state
@@ -130,10 +132,11 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
     if start_is_candidate:
         metrics, valid_losses = evaluate(model, tasks, valid, max(cfg.batch_size, 1024), device)
         reference = result.start = metrics
-        for tracker in trackers.values():
-            tracker.update(tracker.monitor.value(metrics, valid_losses, reference), 0, model)
         if "*" in trackers:  # independent tasks keep their own best epoch, epoch 0 included, anyway
             start_point = _Start(model, tasks, metrics, valid_losses)
+        at_start = list(start_point.tasks) if start_point is not None else []  # best at epoch 0: all keep it
+        for tracker in trackers.values():
+            tracker.update(tracker.monitor.value(metrics, valid_losses, reference), 0, model, at_start)
 
     for epoch in range(1, cfg.epochs + 1):
         model.train()
