@@ -28,13 +28,13 @@ RECIPES = ["shopping_guide", "shopping_funnel", "user_profile", "reviews", "cata
 SECONDARY = {"binary": ["gauc", "ctcvr_auc"]}
 
 
-def compare(config: str, seeds: int, data_dir: str, out: Path, threads: int | None) -> Path:
+def compare(config: str, seeds: int, data_dir: str, out: Path, threads: int | None, wide_cache: Path) -> Path:
     folder = out / f"{config}-compare"
     if (folder / "compare.json").is_file():
         return folder
     cmd = [sys.executable, "-m", "shopmtl", "compare", str(ROOT / "configs" / f"{config}.yaml"), "--seeds",
            str(seeds), "--baselines", "--data-dir", data_dir, "--output-dir", str(out), "--set",
-           "train.progress=false"]
+           "train.progress=false", "--wide-cache", str(wide_cache)]
     if threads:
         cmd += ["--set", f"train.threads={threads}"]
     start = time.perf_counter()
@@ -129,6 +129,10 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "quality"))
+    p.add_argument("--threads", type=int, default=None, help="PyTorch threads per comparison (default: 1 with "
+                   "--jobs > 1, else PyTorch's own)")
+    p.add_argument("--wide-cache", help="folder of the deterministic wide fits, shared by the comparisons "
+                   "(default: OUT/wide_fits)")
     p.add_argument("--render", action="store_true")
     args = p.parse_args()
     saved, report = OUT / "quality.json", OUT / "quality.md"
@@ -137,10 +141,13 @@ def main() -> None:
     if not args.render:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        threads = 1 if args.jobs > 1 else None
+        threads = args.threads or (1 if args.jobs > 1 else None)
         configs = args.configs.split(",")
         folders = run_all([(c, c) for c in configs],
-                          lambda job: (job[0], compare(job[0], args.seeds, args.data_dir, out, threads)), args.jobs)
+                          lambda job: (job[0], compare(job[0], args.seeds, args.data_dir, out, threads,
+                                                       Path(args.wide_cache or out / "wide_fits"))), args.jobs)
+        # read again: another quality.py may have written its recipes while these ran
+        results = json.loads(saved.read_text())["results"] if saved.exists() else {}
         for config, folder in folders:
             results[config] = collect(config, folder)
         results = {c: results[c] for c in RECIPES if c in results}

@@ -210,3 +210,17 @@ def test_compare_fits_the_lbfgs_wide_term_once_for_all_its_seeds_and_variants(ca
     assert len(records) == 4 and "cached" not in records[0]  # single and shared_bottom, two seeds each
     assert all(sorted(r["cached"]) == ["kind", "liked", "score"] for r in records[1:])
     assert all(r["C"] == records[0]["C"] for r in records)
+
+
+def test_train_reuses_wide_fits_from_a_wide_cache_folder(capsys, synthetic_yaml, tmp_path):
+    args = ["train", str(synthetic_yaml), "--wide-cache", str(tmp_path / "fits"),
+            "--set", "features.grams={type: sparse, column: text, min_count: 1}",
+            "--set", "model.wide={pretrain: {solver: lbfgs, C: [0.1, 1.0], max_iter: 30}}",
+            "--set", "train.epochs=1", "--set", "report.explain_rows=0"]
+    first = [main(args), capsys.readouterr().out]
+    second = [main(args), capsys.readouterr().out]
+    assert first[0] == second[0] == 0
+    records = [json.loads((Path(out.split("run saved to ")[1].split()[0]) / "metrics.json").read_text())
+               for _, out in (first, second)]
+    assert "cached" not in records[0]["wide_pretrain"] and len(list((tmp_path / "fits").glob("*.pt"))) == 3
+    assert sorted(records[1]["wide_pretrain"]["cached"]) == ["kind", "liked", "score"]

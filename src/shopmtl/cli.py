@@ -18,6 +18,8 @@ def _experiment(args: argparse.Namespace, overrides: list[str] | None = None):  
     from .experiment import Experiment
 
     exp = Experiment.from_yaml(args.config, list(args.set or []) + (overrides or []))
+    if getattr(args, "wide_cache", None):
+        exp.wide_cache = Path(args.wide_cache)
     if args.data_dir:
         src = exp.config.data.source
         src.path = str(Path(args.data_dir) / READERS.get(src.format).folder)
@@ -29,6 +31,10 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config field, e.g. train.epochs=1")
     parser.add_argument("--data-dir", help="read the source from DATA_DIR/<format folder>")
+    parser.add_argument("--wide-cache", metavar="DIR",
+                        help="keep the deterministic L-BFGS fits of model.wide.pretrain in DIR and reuse those of "
+                             "the same inputs and settings (default: none for train; compare and tune keep "
+                             "their own in their folder)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -75,7 +81,7 @@ def _compare(args: argparse.Namespace) -> int:
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
     baselines = None if args.baselines is None else (split(args.baselines) or [])
     folder = run_compare(exp.config, exp.read_data(), split(args.architectures), split(args.balancers), args.seeds,
-                         args.output_dir, exp.base_dir, baselines)
+                         args.output_dir, exp.base_dir, baselines, exp.wide_cache)
     record = load_compare(folder)
     print(f"\ncomparison saved to {folder} (compare.json, compare.md, report.html, figures/)")
     print(markdown_table(record["summary"]))
@@ -95,7 +101,7 @@ def _tune(args: argparse.Namespace) -> int:
     if args.space:
         space = read_yaml(args.space)
     folder = tune(args.config, list(args.set or []), args.trials, args.objective, space, args.output_dir,
-                  args.data_dir, args.timeout, args.seed, args.baselines_from)
+                  args.data_dir, args.timeout, args.seed, args.baselines_from, args.wide_cache)
     print(f"\ntuning saved to {folder} (trials.csv, tune.md, tune.json); best config: {folder / 'best.yaml'}")
     print((folder / "tune.md").read_text(encoding="utf-8"))
     return 0

@@ -235,7 +235,8 @@ def _read_baselines(path: Path, frames: dict[str, Any], tasks: dict[str, Any]) -
 
 def tune(config_path: str | Path, overrides: list[str], trials: int, objective: str | None = None,
          space: dict[str, Any] | None = None, output_dir: str | None = None, data_dir: str | None = None,
-         timeout: float | None = None, seed: int = 0, baselines: str | Path | None = None) -> Path:
+         timeout: float | None = None, seed: int = 0, baselines: str | Path | None = None,
+         wide_cache: str | Path | None = None) -> Path:
     """Run the search; write `<output_dir>/<name>-tune[-k]/` with trials.csv, tune.md, tune.json, best.yaml."""
     import optuna
     import pandas as pd
@@ -285,8 +286,8 @@ def tune(config_path: str | Path, overrides: list[str], trials: int, objective: 
 
         try:
             # trials that fit the same wide term by L-BFGS (same features, same C grid) fit it once
-            run = Experiment(cfg, base_dir, wide_cache=folder / "wide_fits").fit(save=False, data=data,
-                                                                               on_epoch=on_epoch)
+            cache = Path(wide_cache) if wide_cache else folder / "wide_fits"
+            run = Experiment(cfg, base_dir, wide_cache=cache).fit(save=False, data=data, on_epoch=on_epoch)
         except optuna.TrialPruned:
             records.append({**record, "state": "pruned", "seconds": round(time.perf_counter() - start, 1)})
             raise

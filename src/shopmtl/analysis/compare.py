@@ -285,10 +285,12 @@ def variants(base: ExperimentConfig, architectures: list[str] | None,
 
 def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[str] | None = None,
                 balancers: list[str] | None = None, seeds: int = 3, output_dir: str | Path | None = None,
-                base_dir: Path | None = None, baselines: list[str] | None = None) -> Path:
+                base_dir: Path | None = None, baselines: list[str] | None = None,
+                wide_cache: Path | None = None) -> Path:
     """Train single-task and every variant for `seeds` seeds on `data` (and, with `baselines`, those
     practitioner's baseline families — [] for all — on the same split); write compare.json, compare.md and the
-    report into a new folder `<output_dir>/<name>-compare[-k]`, and return it."""
+    report into a new folder `<output_dir>/<name>-compare[-k]`, and return it. The deterministic wide fits
+    (`model.wide.pretrain` by L-BFGS) are kept in `wide_cache` (default: the folder's `wide_fits/`)."""
     from ..experiment import Experiment
     from ..run import unique_dir
 
@@ -317,7 +319,7 @@ def run_compare(base: ExperimentConfig, data: pd.DataFrame, architectures: list[
             log.info("compare: training %s, seed %d", label, seed)
             cfg = variant_config(base, variant, seed, name, folder)
             # the wide term's L-BFGS fit is the same for every seed and variant: fitted once, then read back
-            run = Experiment(cfg, base_dir, wide_cache=folder / "wide_fits").fit(data=data)
+            run = Experiment(cfg, base_dir, wide_cache=wide_cache or folder / "wide_fits").fit(data=data)
             runs.setdefault(label, []).append(str(run.path.relative_to(folder)))
             for task_name, task in run.tasks.items():
                 metrics.setdefault(task_name, task.primary)
