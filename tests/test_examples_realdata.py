@@ -33,7 +33,7 @@ EXAMPLES = {
     "shopping_funnel": ([], "taobao_ecomm_cikm2019", 45619),
     "user_profile": ([], "taobao_ecomm_cikm2019", 1149),
     "catalog": (["--set", "data.source.limit=4000", *FAST_WIDE], "bigbasket_products", 16003),
-    "taobao_titles": (["--set", "data.source.limit=1500"], "taobao_ecommerce_ner", 6998),
+    "taobao_titles": (["--set", "data.source.limit=1500", *FAST_WIDE], "taobao_ecommerce_ner", 6998),
     "books": (["--set", "data.source.limit=1500"], "book30", 4565),
     "toys": (["--set", "data.source.limit=2000", *FAST_WIDE], "amazon_uk_toys", 7989),
     "chinese_reviews": (["--set", "data.source.limit=3000"], "online_shopping_10_cats", 50092),

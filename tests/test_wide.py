@@ -392,3 +392,10 @@ def test_lbfgs_wide_fit_is_cached_per_task_and_reused_only_for_the_same_inputs(t
     uncached, _ = fitted(enc["train"], None)
     for key in fresh:
         assert torch.allclose(fresh[key], uncached[key]), key
+
+
+def test_wide_pretrain_with_nothing_to_fit_first_is_refused():
+    raw = _pretrain_config(False)
+    raw["tasks"] = {"tags": {"type": "tagging", "text": "text", "column": "tags"}}
+    with pytest.raises(ConfigError, match="model.wide.pretrain: nothing to fit first"):
+        config_from_dict(raw)

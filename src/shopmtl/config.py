@@ -458,6 +458,14 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"model.wide.pretrain.solver: lbfgs fits each task's wide term as a model of its "
                                  f"own, and funnel task `{funnel[0]}` (after: {self.tasks[funnel[0]].after}) is "
                                  f"conditional on its parent; use solver: adam")
+        if wide is not None and wide.pretrain is not None:
+            linear = [n for n, t in self.tasks.items() if t.type != "tagging"]
+            fits_taggers = wide.pretrain.solver == "lbfgs" and wide.pretrain.taggers and \
+                any(getattr(t, "window_features", False) for t in self.tasks.values())
+            if not (linear and sparse) and not fits_taggers:
+                raise ValueError("model.wide.pretrain: nothing to fit first — it fits the wide term of the "
+                                 "non-tagging tasks over the sparse features and, with solver: lbfgs, the taggers "
+                                 "with window_features: true; add one of those or remove pretrain")
         if wide is not None and not wide.deep and wide.pretrain is not None:
             raise ValueError("model.wide.pretrain: with deep: false the wide term is the whole model and is fitted "
                              "anyway; remove pretrain or set deep: true")

@@ -98,7 +98,7 @@ def pretrain(model: MultiTaskModel, config: ExperimentConfig, preprocessor: Prep
     pre = config.model.wide.pretrain if config.model.wide is not None else None
     if pre is None:
         raise ValueError("pretrain needs model.wide.pretrain")
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = {"solver": pre.solver, "seconds": 0.0}
     if len(model.wide):
         state, record = pretrain_wide(config, preprocessor, tasks, train, valid, rng, device, cache)
         model.start_from_wide(state, pre.freeze)
