@@ -498,8 +498,9 @@ def test_tagger_fitted_first_starts_as_its_feature_crf_and_fits_as_crfsuite_does
     assert 0.5 < theirs < 0.99 and abs(ours["brand"]["span_f1"] - theirs) < 0.03, (ours["brand"], theirs)
 
 
-def test_a_tagger_the_deep_path_does_not_help_keeps_its_feature_crf(tmp_path):
-    raw = titles_config(tmp_path)
+@pytest.mark.parametrize("architecture", ["shared_bottom", "soft"])
+def test_a_tagger_the_deep_path_does_not_help_keeps_its_feature_crf(tmp_path, architecture):
+    raw = titles_config(tmp_path, architecture=architecture)
     raw["tasks"] = {"brand": {"type": "tagging", "text": "title", "column": "tags", "types": ["brand"],
                               "window_features": True}}
     raw["model"]["wide"] = {"pretrain": {"solver": "lbfgs", "C": [1.0, 10.0], "max_iter": 60, "refine": 0}}

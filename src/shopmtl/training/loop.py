@@ -221,7 +221,11 @@ def fit(model: MultiTaskModel, tasks: dict[str, Task], balancer: Balancer, train
                 start_point.restore(state, tracker.kept_start)
         model.load_state_dict(state)
         result.best_epoch = {name: t.epoch for name, t in trackers.items()}
-        result.kept_start = trackers["*"].kept_start if "*" in trackers else []
+        if "*" in trackers:
+            result.kept_start = trackers["*"].kept_start
+        elif start_is_candidate:  # each task its own best epoch: those still at epoch 0 kept their fitted start
+            started = set(model.fitted_first)
+            result.kept_start = [name for name, t in trackers.items() if t.epoch == 0 and name in started]
     result.seconds = time.perf_counter() - start
     result.affinity, result.gradient_cosine = affinity.matrix(), conflicts.matrix()
     return result
