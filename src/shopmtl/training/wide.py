@@ -109,17 +109,26 @@ def pretrain(model: MultiTaskModel, config: ExperimentConfig, preprocessor: Prep
         fitted, cached = _cached_fit(parts, cache, pre, _tagger_inputs(head, task, train, valid), name,
                                      lambda h=head, t=task: fit_tagger_lbfgs(h, t, train, valid, pre, device),
                                      device)
-        record.setdefault("solver", pre.solver)
-        record.setdefault("C", {})[name] = fitted["C"]
-        record.setdefault("valid_by_C", {})[name] = fitted["valid_by_C"]
-        record.setdefault("fit_seconds", {})[name] = fitted["seconds"]
-        record["seconds"] = round(record.get("seconds", 0.0) + (0.0 if cached else fitted["seconds"]), 2)
-        if cached:
-            record.setdefault("cached", []).append(name)
+        _note(record, name, fitted, cached)
+        record["seconds"] = round(record["seconds"] + (0.0 if cached else fitted["seconds"]), 2)
         model.start_tagger_from_fit(name, pre.freeze)
-    if "cached" in record:  # what the fits cost, as if they had run here (`seconds`: what they took this time)
-        record["fit_seconds_total"] = round(sum(record["fit_seconds"].values()), 2)
+    _total(record)
     return record
+
+
+def _note(record: dict[str, Any], name: str, fitted: dict[str, Any], cached: bool) -> None:
+    """One task's fit in the record of the pretraining."""
+    record.setdefault("C", {})[name] = fitted["C"]
+    record.setdefault("valid_by_C", {})[name] = fitted["valid_by_C"]
+    record.setdefault("fit_seconds", {})[name] = fitted["seconds"]
+    if cached:
+        record.setdefault("cached", []).append(name)
+
+
+def _total(record: dict[str, Any]) -> None:
+    """With fits read from the cache: what they all cost, as if they had run here (`seconds`: what they took)."""
+    if "cached" in record:
+        record["fit_seconds_total"] = round(sum(record["fit_seconds"].values()), 2)
 
 
 def pretrain_wide(config: ExperimentConfig, preprocessor: Preprocessor, tasks: dict[str, Task], train: Encoded,
@@ -137,15 +146,12 @@ def pretrain_wide(config: ExperimentConfig, preprocessor: Preprocessor, tasks: d
     model = MultiTaskModel(cfg, preprocessor, linear).to(device)
     start = time.perf_counter()
     if pre.solver == "lbfgs":
-        record: dict[str, Any] = {"solver": "lbfgs", "C": {}, "valid_by_C": {}}
+        record: dict[str, Any] = {"solver": "lbfgs"}
         for name, task in linear.items():
             term = model.wide[name]
             fitted, cached = _cached_fit({"term": term}, cache, pre, _linear_inputs(term, task, train, valid), name,
                                          lambda m=term, t=task: fit_lbfgs(m, t, train, valid, pre, device), device)
-            if cached:
-                record.setdefault("cached", []).append(name)
-            record["C"][name], record["valid_by_C"][name] = fitted["C"], fitted["valid_by_C"]
-            record.setdefault("fit_seconds", {})[name] = fitted["seconds"]
+            _note(record, name, fitted, cached)
     else:
         train_cfg = config.train.model_copy(update={
             "epochs": pre.epochs, "early_stopping": EarlyStoppingConfig(patience=pre.patience,
@@ -155,8 +161,7 @@ def pretrain_wide(config: ExperimentConfig, preprocessor: Preprocessor, tasks: d
         result = fit(model, linear, balancer, train, valid, train_cfg, rng, device, model_cfg=model_cfg)
         record = {"solver": "adam", "best_epoch": result.best_epoch, "epochs_run": len(result.history)}
     record["seconds"] = round(time.perf_counter() - start, 2)
-    if "cached" in record:  # what the fit costs, as if it had run here (`seconds`: what it took this time)
-        record["fit_seconds_total"] = round(sum(record["fit_seconds"].values()), 2)
+    _total(record)
     return {k: v.detach().clone() for k, v in model.wide.state_dict().items()}, record
 
 
